@@ -1,0 +1,1 @@
+"""Host adapters: translate host formats to engine calls and back. They never import each other."""

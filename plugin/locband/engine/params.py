@@ -1,0 +1,189 @@
+"""The engine's vocabulary: settings in, results out (frozen dataclasses)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["FilterParams", "BandLayout", "FSCCurve", "FilterResult"]
+
+
+@dataclass(frozen=True)
+class FilterParams:
+    """Settings of the local band-wise filter (all in voxels and cycles/voxel).
+
+    Attributes
+    ----------
+    band_ratio : float
+        Ratio between consecutive band centres where bands are spaced geometrically (> 1).
+        The default 2**(1/3) (three bands per octave) is the measured optimum, see the README.
+    window_wavelengths : float
+        Radius (Gaussian sigma) of the local statistics window of a band, in wavelengths of the
+        band's centre frequency: ``sigma_voxels = window_wavelengths / centre``. Every band's
+        estimate then rests on about the same number of independent samples.
+    min_band_spacing_shells : float
+        Below the frequency where geometric spacing would put centres closer than this many
+        Fourier shells (1/N), centres are spaced linearly by this many shells.
+    max_window_fraction : float
+        Cap on the window sigma as a fraction of the smallest box edge (low-frequency bands).
+    noise_threshold : float
+        Local signal estimates are reduced by this many standard deviations of their
+        pure-noise fluctuation (computed per band from the window and band shape) and clipped
+        at 0. This removes the upward bias of a finite window on pure noise.
+    criterion : float
+        Local half-map FSC threshold that defines the local resolution (0.143 as for the
+        global gold-standard FSC).
+    stats_grid : int
+        Edge of the coarse grid on which local resolution and per-band SNR are assembled
+        (capped at the box); the local resolution map is interpolated back to the full box.
+    keep_band_snr : bool
+        Return the per-band local SNR volumes (on the coarse grid).
+    apply_mask : bool
+        Multiply the filtered maps by the mask (if one is given).
+    """
+
+    band_ratio: float = 2.0 ** (1.0 / 3.0)
+    window_wavelengths: float = 2.0
+    min_band_spacing_shells: float = 2.0
+    max_window_fraction: float = 0.25
+    noise_threshold: float = 1.0
+    criterion: float = 0.143
+    stats_grid: int = 64
+    keep_band_snr: bool = False
+    apply_mask: bool = False
+
+    def __post_init__(self) -> None:
+        checks = {
+            "band_ratio": (self.band_ratio, lambda v: 1.0 < v <= 4.0, "a number in (1, 4]"),
+            "window_wavelengths": (self.window_wavelengths, lambda v: 0.25 <= v <= 20, "a number in [0.25, 20]"),
+            "min_band_spacing_shells": (self.min_band_spacing_shells, lambda v: 1.0 <= v <= 50, "a number in [1, 50]"),
+            "max_window_fraction": (self.max_window_fraction, lambda v: 0.01 <= v <= 1.0, "a number in [0.01, 1]"),
+            "noise_threshold": (self.noise_threshold, lambda v: 0.0 <= v <= 10.0, "a number in [0, 10]"),
+            "criterion": (self.criterion, lambda v: 0.0 < v < 1.0, "a number in (0, 1)"),
+            "stats_grid": (self.stats_grid, lambda v: 8 <= v <= 1024, "an integer in [8, 1024]"),
+        }
+        for name, (value, ok, expected) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+                raise ValueError(f"FilterParams.{name} must be {expected}, got {value!r}")
+        if not isinstance(self.stats_grid, int):
+            raise ValueError(f"FilterParams.stats_grid must be an integer, got {self.stats_grid!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict of the settings (for JSON summaries)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class BandLayout:
+    """The bands used by one filter: a partition of unity in spatial frequency.
+
+    Attributes
+    ----------
+    centres : tuple of float
+        Band centres in cycles/voxel, increasing, the first 0 (the low-pass band).
+    sigma_voxels : tuple of float
+        Gaussian sigma of each band's local statistics window, in voxels.
+    grid_shapes : tuple of tuple of int
+        The Fourier-cropped grid on which each band is processed.
+    n_effective : tuple of float
+        Effective number of independent samples in each band's window (from the window and
+        band shape): the pure-noise standard deviation of a local correlation is
+        ``1/sqrt(n_effective)``.
+    """
+
+    centres: tuple[float, ...]
+    sigma_voxels: tuple[float, ...]
+    grid_shapes: tuple[tuple[int, ...], ...]
+    n_effective: tuple[float, ...]
+
+    @property
+    def n_bands(self) -> int:
+        """Number of bands."""
+        return len(self.centres)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict (for JSON summaries)."""
+        return {"centres_cycles_per_voxel": list(self.centres), "sigma_voxels": list(self.sigma_voxels),
+                "grid_shapes": [list(s) for s in self.grid_shapes], "n_effective": list(self.n_effective)}
+
+
+@dataclass(frozen=True)
+class FSCCurve:
+    """A Fourier shell correlation curve.
+
+    Attributes
+    ----------
+    frequency : (n,) ndarray of float64
+        Shell centres in cycles/voxel.
+    fsc : (n,) ndarray of float64
+        Correlation per shell.
+    """
+
+    frequency: npt.NDArray[np.float64]
+    fsc: npt.NDArray[np.float64]
+
+    def crossing(self, threshold: float) -> float:
+        """First frequency (cycles/voxel) where the FSC falls below ``threshold``, interpolated.
+
+        Returns the last shell's frequency if it never falls below.
+        """
+        below = np.nonzero(self.fsc[1:] < threshold)[0]
+        if below.size == 0:
+            return float(self.frequency[-1])
+        i = int(below[0]) + 1
+        f0, f1 = self.frequency[i - 1], self.frequency[i]
+        c0, c1 = self.fsc[i - 1], self.fsc[i]
+        t = 0.0 if c0 == c1 else (c0 - threshold) / (c0 - c1)
+        return float(f0 + t * (f1 - f0))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """Plain dict (for JSON summaries)."""
+        return {"frequency_cycles_per_voxel": [float(v) for v in self.frequency],
+                "fsc": [float(v) for v in self.fsc]}
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """Everything one local filtering produces.
+
+    Attributes
+    ----------
+    half1, half2 : (nz, ny, nx) ndarray of float32
+        Each half filtered on its own with weights estimated from both (usable as references).
+    full : (nz, ny, nx) ndarray of float32
+        The mean of the halves, weighted for the full map's SNR (twice a half's).
+    local_frequency : (nz, ny, nx) ndarray of float32
+        Local resolution as a frequency in cycles/voxel (where the local half-map FSC crosses
+        ``params.criterion``).
+    local_resolution_angstrom : (nz, ny, nx) ndarray of float32
+        The same in Å (``pixel_size_angstrom / local_frequency``).
+    pixel_size_angstrom : float
+        Voxel size the result refers to.
+    fsc_unmasked, fsc_masked : FSCCurve
+        Global FSC of the input halves; ``fsc_masked`` is None without a mask.
+    bands : BandLayout
+        The bands used.
+    params : FilterParams
+        The settings used.
+    band_snr : (n_bands, lz, ly, lx) ndarray of float32 or None
+        Per-band local SNR of one half (``signal / noise``) on the coarse statistics grid,
+        if asked for.
+    timings : dict
+        Seconds spent per stage.
+    """
+
+    half1: npt.NDArray[np.float32]
+    half2: npt.NDArray[np.float32]
+    full: npt.NDArray[np.float32]
+    local_frequency: npt.NDArray[np.float32]
+    local_resolution_angstrom: npt.NDArray[np.float32]
+    pixel_size_angstrom: float
+    fsc_unmasked: FSCCurve
+    fsc_masked: FSCCurve | None
+    bands: BandLayout
+    params: FilterParams
+    band_snr: npt.NDArray[np.float32] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
