@@ -33,13 +33,18 @@ except ImportError:  # pragma: no cover
     pyfftw = None
     _HAVE_PYFFTW = False
 
-__all__ = ["available_backends", "default_backend", "rfftn", "irfftn", "next_fast_len"]
+__all__ = ["available_backends", "default_backend", "rfftn", "irfftn", "next_fast_len", "plans_created"]
 
 _PLANS: dict[tuple[Any, ...], Any] = {}
 _PLAN_LOCK = threading.Lock()
 # FFTW_MEASURE costs seconds per new shape at 256^3; ESTIMATE plans are within ~20 % here and
 # are made in milliseconds, which matters because the engine uses many cropped grid sizes.
 _PLANNER_EFFORT = "FFTW_ESTIMATE"
+
+
+def plans_created() -> int:
+    """How many pyFFTW plans this process has made (reused plans are not counted again)."""
+    return len(_PLANS)
 
 
 def available_backends() -> tuple[str, ...]:
