@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["available_backends", "default_backend", "rfftn", "irfftn", "next_fast_len", "plans_created"]
 
-_PLANS: dict[tuple[Any, ...], Any] = {}
+_PLANS: set[tuple[Any, ...]] = set()
 _PLAN_LOCK = threading.Lock()
 # FFTW_MEASURE costs seconds per new shape at 256^3; ESTIMATE plans are within ~20 % here and
 # are made in milliseconds, which matters because the engine uses many cropped grid sizes.
@@ -43,7 +43,11 @@ _PLANNER_EFFORT = "FFTW_ESTIMATE"
 
 
 def plans_created() -> int:
-    """How many pyFFTW plans this process has made (reused plans are not counted again)."""
+    """How many distinct pyFFTW transforms (shape, direction, threads) this process has planned.
+
+    FFTW keeps what it learnt when planning a transform, so planning the same transform again
+    (every later band or call) takes microseconds; this counts the first plannings only.
+    """
     return len(_PLANS)
 
 
@@ -72,25 +76,19 @@ def next_fast_len(n: int) -> int:
     return int(scipy.fft.next_fast_len(int(n), real=True))
 
 
-def _plan(shape: tuple[int, ...], direction: str, workers: int) -> Any:
-    key = (shape, direction, workers)
+def _execute(src: npt.NDArray[Any], dst: npt.NDArray[Any], direction: str, workers: int) -> None:
+    """Plan (or re-plan from FFTW's memory) a transform on these very arrays and run it.
+
+    Plans are built on the caller's arrays rather than on buffers kept per shape: at 256^3 such
+    buffers for the dozen grid sizes the engine uses would cost more memory than the maps.
+    """
+    shape = src.shape if direction == "FFTW_FORWARD" else dst.shape
     with _PLAN_LOCK:
-        plan = _PLANS.get(key)
-        if plan is None:
-            rshape = shape
-            cshape = shape[:-1] + (shape[-1] // 2 + 1,)
-            if direction == "r2c":
-                a = pyfftw.empty_aligned(rshape, dtype="float32")
-                b = pyfftw.empty_aligned(cshape, dtype="complex64")
-                plan = pyfftw.FFTW(a, b, axes=tuple(range(len(shape))), direction="FFTW_FORWARD",
-                                   flags=(_PLANNER_EFFORT,), threads=workers)
-            else:
-                a = pyfftw.empty_aligned(cshape, dtype="complex64")
-                b = pyfftw.empty_aligned(rshape, dtype="float32")
-                plan = pyfftw.FFTW(a, b, axes=tuple(range(len(shape))), direction="FFTW_BACKWARD",
-                                   flags=(_PLANNER_EFFORT, "FFTW_DESTROY_INPUT"), threads=workers)
-            _PLANS[key] = plan
-    return plan
+        _PLANS.add((shape, direction, workers))
+        flags = (_PLANNER_EFFORT,) if direction == "FFTW_FORWARD" else (_PLANNER_EFFORT, "FFTW_DESTROY_INPUT")
+        plan = pyfftw.FFTW(src, dst, axes=tuple(range(src.ndim)), direction=direction, flags=flags,
+                           threads=workers)
+    plan.execute()
 
 
 def rfftn(x: npt.NDArray[np.float32], *, workers: int = 1,
@@ -115,16 +113,16 @@ def rfftn(x: npt.NDArray[np.float32], *, workers: int = 1,
     x = np.asarray(x, dtype=np.float32)
     if backend == "scipy":
         return scipy.fft.rfftn(x, norm="forward", workers=workers).astype(np.complex64, copy=False)
-    plan = _plan(x.shape, "r2c", workers)
-    with _PLAN_LOCK:  # a plan's buffers are shared: one caller at a time
-        plan.input_array[...] = x
-        plan.execute()
-        out = plan.output_array * np.float32(1.0 / x.size)
+    if not x.flags.writeable or not x.flags.c_contiguous:
+        x = np.array(x, dtype=np.float32, order="C")
+    out = pyfftw.empty_aligned(x.shape[:-1] + (x.shape[-1] // 2 + 1,), dtype="complex64")
+    _execute(x, out, "FFTW_FORWARD", workers)
+    out *= np.float32(1.0 / x.size)
     return out
 
 
 def irfftn(f: npt.NDArray[np.complex64], shape: tuple[int, ...], *, workers: int = 1,
-           backend: str | None = None) -> npt.NDArray[np.float32]:
+           backend: str | None = None, overwrite_input: bool = False) -> npt.NDArray[np.float32]:
     """Inverse of :func:`rfftn` onto a real grid of ``shape`` (no scaling), float32 out.
 
     Parameters
@@ -137,6 +135,9 @@ def irfftn(f: npt.NDArray[np.complex64], shape: tuple[int, ...], *, workers: int
         Threads.
     backend : {"pyfftw", "scipy"}, optional
         FFT implementation.
+    overwrite_input : bool
+        Allow the transform to destroy ``f`` (saves a copy; multi-dimensional c2r transforms
+        always use their input as scratch space).
 
     Returns
     -------
@@ -147,9 +148,8 @@ def irfftn(f: npt.NDArray[np.complex64], shape: tuple[int, ...], *, workers: int
     if backend == "scipy":
         return scipy.fft.irfftn(f, s=shape, norm="forward", workers=workers).astype(
             np.float32, copy=False)
-    plan = _plan(shape, "c2r", workers)
-    with _PLAN_LOCK:
-        plan.input_array[...] = f
-        plan.execute()
-        out = plan.output_array.copy()
+    src = f if (overwrite_input and f.dtype == np.complex64 and f.flags.c_contiguous and f.flags.writeable) \
+        else np.array(f, dtype=np.complex64, order="C")
+    out = pyfftw.empty_aligned(shape, dtype="float32")
+    _execute(src, out, "FFTW_BACKWARD", workers)
     return out

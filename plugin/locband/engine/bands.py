@@ -35,11 +35,10 @@ def band_centres(shape: tuple[int, ...], *, ratio: float, min_spacing_shells: fl
     centres = [0.5]
     while centres[-1] - centres[-1] / ratio >= step:
         centres.append(centres[-1] / ratio)
-    c = centres[-1] - step
-    while c > 0.5 * step:
-        centres.append(c)
-        c -= step
-    centres.append(0.0)
+    # below: equal steps down to 0, as many as fit without going under the minimum spacing
+    last = centres[-1]
+    n = max(1, int(math.floor(last / step + 1e-9)))
+    centres.extend([last * k / n for k in range(n - 1, -1, -1)])
     return np.array(centres[::-1])
 
 
@@ -98,6 +97,20 @@ def window_sigma(shape: tuple[int, ...], centres: npt.NDArray[np.float64], b: in
     return min(sigma, params.max_window_fraction * min(shape))
 
 
+#: A Gaussian window of sigma voxels passes less than 1e-4 beyond 0.683/sigma cycles/voxel
+#: (exp(-2 pi^2 sigma^2 f^2) = 1e-4), so the smoothed statistics fit on a grid of that Nyquist.
+_WINDOW_PASS = math.sqrt(math.log(1e4) / (2 * math.pi ** 2))
+
+
+def stats_grid_shape(shape: tuple[int, ...], band_grid: tuple[int, ...], sigma: float) -> tuple[int, ...]:
+    """Grid on which a band's smoothed statistics are kept: Nyquist at the window's pass limit."""
+    out = []
+    for n, m in zip(shape, band_grid):
+        need = _fft.next_fast_len(max(4, math.ceil(2 * _WINDOW_PASS / sigma * n) + 1))
+        out.append(min(need, m))
+    return tuple(out)
+
+
 def gaussian_window(s2: npt.NDArray[np.float32], sigma: float) -> npt.NDArray[np.float32]:
     """Fourier transform of a unit-sum Gaussian of ``sigma`` voxels at squared frequencies ``s2``."""
     return np.exp(np.float32(-2.0 * np.pi ** 2 * sigma ** 2) * s2)
@@ -135,12 +148,13 @@ def _n_effective(shape: tuple[int, ...], grid: tuple[int, ...], centres: npt.NDA
 def band_layout(shape: tuple[int, ...], params: FilterParams) -> BandLayout:
     """The bands, windows and grids the filter uses for volumes of ``shape``."""
     centres = band_centres(shape, ratio=params.band_ratio, min_spacing_shells=params.min_band_spacing_shells)
-    sigmas, grids, neff = [], [], []
+    sigmas, grids, stats, neff = [], [], [], []
     for b in range(len(centres)):
         grid = band_grid_shape(shape, band_top(centres, b))
         sigma = window_sigma(shape, centres, b, params)
         sigmas.append(sigma)
         grids.append(grid)
+        stats.append(stats_grid_shape(shape, grid, sigma))
         neff.append(_n_effective(shape, grid, centres, b, sigma))
     return BandLayout(centres=tuple(float(c) for c in centres), sigma_voxels=tuple(sigmas),
-                      grid_shapes=tuple(grids), n_effective=tuple(neff))
+                      grid_shapes=tuple(grids), stats_shapes=tuple(stats), n_effective=tuple(neff))

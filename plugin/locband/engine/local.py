@@ -7,11 +7,18 @@ whose sigma is a fixed number of the band's wavelengths gives
 * ``C = <b1 b2>``, the local cross-power (signal power: the noise of the halves is independent),
 * ``D = <(b1 - b2)^2> / 2``, the local noise power of one half.
 
-The signal estimate is corrected for the finite window, ``S = max(C - z D / sqrt(n_eff), 0)``,
-where ``D / sqrt(n_eff)`` is the standard deviation of ``C`` on pure noise for this band and
-window. The local half-map FSC is ``S / (S + D)``; it is the Wiener weight of one half, and
-``S / (S + D / 2)`` that of the average. Weighted bands are summed in Fourier space and
-transformed back once.
+The noise power is smoothed over a window twice as wide (noise varies slowly, and a steadier
+denominator makes steadier weights). The signal estimate is corrected for the finite window by
+a non-negative garrote, ``S = max(C - (z sd)^2 / C, 0)`` with ``sd = D / sqrt(n_eff)`` the
+standard deviation of ``C`` on pure noise for this band and window: local correlations within
+a few ``sd`` of zero are removed, strong ones are kept almost unbiased. The local half-map FSC
+is ``S / (S + D)``; it is the Wiener weight of one half, and ``S / (S + D / 2)`` that of the
+average.
+
+Cost and memory: the smoothed statistics are band-limited by their window, so they are kept on
+a small grid and the weights are brought back by separable linear interpolation. Bands whose
+grid is the full box are weighted and summed in real space; the smaller ones are summed as
+Fourier-cropped spectra and transformed back once.
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from locband.engine import _fft
 from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume
 from locband.engine._grid import crop_indices, frequency_squared, rfft_shape
+from locband.engine._interp import resample_linear
 from locband.engine.bands import band_layout, band_weight, gaussian_window
 from locband.engine.fsc import fsc_from_spectra
 from locband.engine.params import FilterParams, FilterResult
@@ -39,24 +46,23 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
 
+_NOISE_WINDOW = 2.0
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
+_NOISE_WINDOW = 2.0  # noise window sigma relative to the signal window (measured: README)
 
 
 def _resample(vol: npt.NDArray[np.float32], shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
-    """Trilinear resampling of a periodic volume onto a grid of ``shape`` covering the same box."""
-    if vol.shape == tuple(shape):
-        return vol
-    scale = [a / b for a, b in zip(vol.shape, shape)]
-    return ndimage.affine_transform(vol, scale, output_shape=tuple(shape), order=1,
-                                    mode="grid-wrap", prefilter=False).astype(np.float32, copy=False)
+    return resample_linear(vol, shape)
 
 
-def _accumulate(target: npt.NDArray[np.complex64], spec: npt.NDArray[np.complex64], idx: object) -> None:
-    """Add a (possibly Fourier-cropped) spectrum into a full-size accumulator."""
-    if idx is None:
-        np.add(target, spec, out=target)
-    else:
-        target[idx] += spec
+def _smooth(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32], idx: object, small: tuple[int, ...],
+            kw: dict[str, object]) -> npt.NDArray[np.float32]:
+    """Gaussian-smooth ``x`` (consumed) and return it on the small grid ``small``."""
+    spec = _fft.rfftn(x, **kw)  # type: ignore[arg-type]
+    del x
+    spec = spec if idx is None else spec[idx]
+    spec *= g
+    return _fft.irfftn(spec, small, overwrite_input=True, **kw)  # type: ignore[arg-type]
 
 
 class LocalFilter:
@@ -111,45 +117,57 @@ class LocalFilter:
 
     # -- one band -------------------------------------------------------------------------
     def _band(self, b: int, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64],
-              acc: tuple[npt.NDArray[np.complex64], ...]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+              sink: Callable[[int, npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]], None]
+              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Weight band ``b`` of both halves; hand (w1*b1, w2*b2, wf*(b1+b2)/2) to ``sink``.
+
+        Returns the local signal and noise power on the coarse statistics grid.
+        """
         lay, par = self.layout, self.params
-        grid = lay.grid_shapes[b]
-        full = grid == self.shape
-        idx = None if full else np.ix_(*crop_indices(self.shape, grid))
-        s2 = frequency_squared(grid, self._steps)
+        grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
+        kw: dict[str, object] = {"workers": self.workers, "backend": self.backend}
+        idx = None if grid == self.shape else np.ix_(*crop_indices(self.shape, grid))
+        # only the full grid's frequencies are cached; a cropped grid's are a subset of them
+        s2 = frequency_squared(self.shape, self._steps)
+        if idx is not None:
+            s2 = s2[idx]
         w = band_weight(np.sqrt(s2), np.asarray(lay.centres), b)
-        kw = {"workers": self.workers, "backend": self.backend}
-        b1 = _fft.irfftn((f1 if full else f1[idx]) * w, grid, **kw)
-        b2 = _fft.irfftn((f2 if full else f2[idx]) * w, grid, **kw)
+        b1 = _fft.irfftn((f1 if idx is None else f1[idx]) * w, grid, overwrite_input=True, **kw)  # type: ignore[arg-type]
+        b2 = _fft.irfftn((f2 if idx is None else f2[idx]) * w, grid, overwrite_input=True, **kw)  # type: ignore[arg-type]
         del w
-        g = gaussian_window(s2, lay.sigma_voxels[b])
-        c = _fft.irfftn(_fft.rfftn(b1 * b2, **kw) * g, grid, **kw)
-        d = b1 - b2
-        np.multiply(d, d, out=d)
-        d *= np.float32(0.5)
-        d = _fft.irfftn(_fft.rfftn(d, **kw) * g, grid, **kw)
-        del g
-        np.maximum(d, 0, out=d)  # smoothing of a non-negative field; clear rounding below 0
-        # signal: cross-power less z pure-noise standard deviations, never negative
-        sig = d * np.float32(par.noise_threshold / math.sqrt(lay.n_effective[b]))
-        np.subtract(c, sig, out=sig)
-        np.maximum(sig, 0, out=sig)
-        del c
+        sidx = None if small == grid else np.ix_(*crop_indices(grid, small))
+        s2_small = s2 if sidx is None else s2[sidx]
+        del s2
+        c = _smooth(b1 * b2, gaussian_window(s2_small, lay.sigma_voxels[b]), sidx, small, kw)
+        diff = b1 - b2
+        np.multiply(diff, diff, out=diff)
+        diff *= np.float32(0.5)
+        d = _smooth(diff, gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW), sidx, small, kw)
+        np.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
+        # non-negative garrote: S = max(C - (z sd)^2 / C, 0), sd = D / sqrt(n_eff)
+        np.maximum(c, 0, out=c)
+        shrink = np.square(d * np.float32(par.noise_threshold / math.sqrt(lay.n_effective[b])))
+        np.divide(shrink, c, out=shrink, where=c > 0)
+        sig = np.maximum(c - shrink, 0)
+        del c, shrink
         den = sig + d
-        wt = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
-        for target, half in ((acc[0], b1), (acc[1], b2)):
-            spec = _fft.rfftn(wt * half, **kw)
-            _accumulate(target, spec, idx)
+        w_half = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
         np.multiply(d, 0.5, out=den)
         den += sig
-        np.divide(sig, den, out=wt, where=den > 0)
-        wt[den <= 0] = 0
-        b1 += b2
-        b1 *= wt
-        b1 *= np.float32(0.5)
-        spec = _fft.rfftn(b1, **kw)
-        _accumulate(acc[2], spec, idx)
-        return _resample(sig, self.stats_shape), _resample(d, self.stats_shape)
+        w_full = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
+        stats = (_resample(sig, self.stats_shape), _resample(d, self.stats_shape))
+        del sig, d, den
+        w_full = _resample(w_full, grid)
+        full = b1 + b2
+        full *= w_full
+        full *= np.float32(0.5)
+        del w_full
+        w_half = _resample(w_half, grid)
+        b1 *= w_half
+        b2 *= w_half
+        del w_half
+        sink(b, b1, b2, full)
+        return stats
 
     # -- whole filter ---------------------------------------------------------------------
     def __call__(self, half1: npt.ArrayLike, half2: npt.ArrayLike, *,
@@ -191,7 +209,29 @@ class LocalFilter:
         timings["fft_in"] = time.perf_counter() - t0
 
         lay, par = self.layout, self.params
-        acc = tuple(np.zeros(rfft_shape(self.shape), np.complex64) for _ in range(3))
+        kw2: dict[str, object] = {"workers": self.workers, "backend": self.backend}
+        cropped = [g for g in lay.grid_shapes if g != self.shape]
+        acc_grid = tuple(max(g[i] for g in cropped) for i in range(3)) if cropped else self.shape
+        facc: list[npt.NDArray[np.complex64]] = [np.zeros(rfft_shape(acc_grid), np.complex64) for _ in range(3)]
+        outs: list[npt.NDArray[np.float32]] = []
+
+        def to_real() -> None:  # cropped bands are done: their spectra become the real outputs
+            while facc:
+                spec = np.zeros(rfft_shape(self.shape), np.complex64)
+                spec[np.ix_(*crop_indices(self.shape, acc_grid))] = facc.pop(0)
+                outs.append(_fft.irfftn(spec, self.shape, overwrite_input=True, **kw2))  # type: ignore[arg-type]
+
+        def sink(b: int, o1: npt.NDArray[np.float32], o2: npt.NDArray[np.float32], of: npt.NDArray[np.float32]) -> None:
+            grid = lay.grid_shapes[b]
+            if grid == self.shape:
+                to_real()
+                for target, part in zip(outs, (o1, o2, of)):
+                    target += part
+            else:
+                sub = np.ix_(*crop_indices(acc_grid, grid))
+                for target, part in zip(facc, (o1, o2, of)):
+                    target[sub] += _fft.rfftn(part, **kw2)  # type: ignore[arg-type]
+
         crit = np.float32(par.criterion)
         lf = np.full(self.stats_shape, lay.centres[-1], np.float32)  # never below: Nyquist
         found = np.zeros(self.stats_shape, bool)
@@ -201,7 +241,7 @@ class LocalFilter:
         done = 0.0
         t1 = time.perf_counter()
         for b in range(lay.n_bands):
-            sig, noise = self._band(b, f1, f2, acc)
+            sig, noise = self._band(b, f1, f2, sink)
             den = sig + noise
             loc = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
             loc[den <= 0] = 1.0  # identical halves: perfect agreement
@@ -221,13 +261,12 @@ class LocalFilter:
             done += cost[b]
             report(0.05 + 0.9 * done / cost.sum(), f"band {b + 1}/{lay.n_bands}")
         del f1, f2
+        to_real()
         timings["bands"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        out1 = _fft.irfftn(acc[0], self.shape, **kw)
-        out2 = _fft.irfftn(acc[1], self.shape, **kw)
-        outf = _fft.irfftn(acc[2], self.shape, **kw)
-        del acc
+        out1, out2, outf = outs
+        del outs
         if par.apply_mask and self.mask is not None:
             for o in (out1, out2, outf):
                 o *= self.mask

@@ -48,7 +48,7 @@ class FilterParams:
     band_ratio: float = 2.0 ** (1.0 / 3.0)
     window_wavelengths: float = 2.0
     min_band_spacing_shells: float = 2.0
-    max_window_fraction: float = 0.25
+    max_window_fraction: float = 0.1
     noise_threshold: float = 1.0
     criterion: float = 0.143
     stats_grid: int = 64
@@ -88,6 +88,8 @@ class BandLayout:
         Gaussian sigma of each band's local statistics window, in voxels.
     grid_shapes : tuple of tuple of int
         The Fourier-cropped grid on which each band is processed.
+    stats_shapes : tuple of tuple of int
+        The coarser grid on which each band's smoothed local statistics are kept.
     n_effective : tuple of float
         Effective number of independent samples in each band's window (from the window and
         band shape): the pure-noise standard deviation of a local correlation is
@@ -97,6 +99,7 @@ class BandLayout:
     centres: tuple[float, ...]
     sigma_voxels: tuple[float, ...]
     grid_shapes: tuple[tuple[int, ...], ...]
+    stats_shapes: tuple[tuple[int, ...], ...]
     n_effective: tuple[float, ...]
 
     @property
@@ -107,7 +110,8 @@ class BandLayout:
     def to_dict(self) -> dict[str, object]:
         """Plain dict (for JSON summaries)."""
         return {"centres_cycles_per_voxel": list(self.centres), "sigma_voxels": list(self.sigma_voxels),
-                "grid_shapes": [list(s) for s in self.grid_shapes], "n_effective": list(self.n_effective)}
+                "grid_shapes": [list(s) for s in self.grid_shapes],
+                "stats_shapes": [list(s) for s in self.stats_shapes], "n_effective": list(self.n_effective)}
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ def _soft_mask(region: npt.NDArray[np.bool_], width: float) -> npt.NDArray[np.fl
 
 def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "rigid_flexible",
                    noise_std: float = 1.0, atom_sigma: float = 1.0, flexible_sigma: float = 2.5,
-                   atom_density: float = 0.02, seed: int = 0) -> SyntheticPair:
+                   atom_density: float = 0.02, rigid_fraction: float = 0.5,
+                   seed: int = 0) -> SyntheticPair:
     """Make a synthetic half-map pair with a known truth.
 
     Parameters
@@ -91,6 +92,8 @@ def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "r
         Extra blur of the flexible region in voxels.
     atom_density : float
         Atoms per voxel inside the particle.
+    rigid_fraction : float
+        ``rigid_flexible`` only: share of the particle's width (along x) that is rigid.
     seed : int
         Seed of ``numpy.random.default_rng``.
 
@@ -111,7 +114,8 @@ def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "r
     if kind != "noise":
         sphere = r < 0.6
         if kind == "rigid_flexible":
-            parts = {"rigid": sphere & (rel[2] < 0), "flexible": sphere & (rel[2] >= 0)}
+            cut = np.float32(0.6 * (2 * rigid_fraction - 1))  # the sphere spans -0.6..0.6 along x
+            parts = {"rigid": sphere & (rel[2] < cut), "flexible": sphere & (rel[2] >= cut)}
             blur = {"rigid": 0.0, "flexible": flexible_sigma}
         elif kind == "uniform":
             parts = {"rigid": sphere}

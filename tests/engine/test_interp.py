@@ -1,0 +1,19 @@
+import numpy as np
+
+from locband.engine._interp import resample_linear
+
+
+def test_constant_stays_constant_and_same_grid_is_identity(rng):
+    c = np.full((5, 6, 7), 3.5, np.float32)
+    np.testing.assert_allclose(resample_linear(c, (20, 13, 9)), 3.5, rtol=1e-6)
+    x = rng.standard_normal((5, 6, 7)).astype(np.float32)
+    assert resample_linear(x, x.shape) is x
+
+
+def test_upsampling_keeps_samples_and_interpolates_linearly():
+    x = np.zeros((4, 4, 4), np.float32)
+    x[1, 2, 3] = 1.0
+    y = resample_linear(x, (8, 8, 8))
+    assert y[2, 4, 6] == 1.0  # coarse sample j sits at fine sample 2j
+    assert y[3, 4, 6] == 0.5  # half way to the next (zero) sample
+    assert y[2, 4, 7] == 0.5  # and periodic along x (sample 3 -> 0)
