@@ -125,9 +125,10 @@ def write_outputs(result: FilterResult, out_dir: Path, *, summary: dict[str, Any
                      ("local_resolution", result.local_resolution_angstrom)):
         paths[key] = outs.add(names[key], lambda p, v=vol: write_map(p, v, pixel_size_angstrom=px, origin=origin))
     if result.band_snr is not None:
-        stacked = result.band_snr.reshape((-1,) + result.band_snr.shape[2:])
+        # an MRC volume stack, one coarse volume per band (centres in summary.json "bands")
+        coarse_px = px * result.full.shape[-1] / result.band_snr.shape[-1]
         paths["band_snr"] = outs.add(names["band_snr"],
-                                     lambda p: write_map(p, stacked, pixel_size_angstrom=px * result.full.shape[0] / result.band_snr.shape[1]))
+                                     lambda p: write_map(p, result.band_snr, pixel_size_angstrom=coarse_px))
     summary["outputs"] = {k: str(v) for k, v in paths.items()}
     summary["outputs"]["summary"] = str(out_dir / names["summary"])
     paths["summary"] = outs.add(names["summary"], lambda p: write_json(p, summary))
@@ -150,18 +151,25 @@ def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: P
     out = ensure_output_dir(out_dir)
     m1, m2, mk, px = load_inputs(half1, half2, mask_path, pixel_size_angstrom=pixel_size_angstrom)
     t_read = time.perf_counter() - t0
+    origin = m1.origin
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
                      params=params, workers=workers, backend=backend)
-    result = lf(m1.data, m2.data, progress=progress)
+    # hand the arrays over: the engine drops them once it has their spectra (memory at 256^3)
+    halves = [m1.data, m2.data]
+    del m1, m2, mk
+    result = lf.filter_owned(halves, progress=progress)
     t1 = time.perf_counter()
-    mask = None if mk is None else mk.data
     summary = summarise(result, inputs={"half1": str(half1), "half2": str(half2),
                                         "mask": None if mask_path is None else str(mask_path)},
-                        timings={"read": t_read}, mask=mask)
-    write_outputs(result, out, summary=summary, origin=m1.origin)
+                        timings={"read": t_read}, mask=lf.mask)
+    write_outputs(result, out, summary=summary, origin=origin)
     if report:
         from locband.report import write_report
 
-        write_report(out, summary=summary, raw=(m1.data + m2.data) * np.float32(0.5), result=result, mask=mask)
+        raw = read_map(half1, what="half-map 1").data
+        raw += read_map(half2, what="half-map 2").data
+        raw *= np.float32(0.5)
+        write_report(out, summary=summary, raw=raw, result=result, mask=lf.mask)
     summary["timings_seconds"]["write"] = round(time.perf_counter() - t1, 4)
     return summary
+

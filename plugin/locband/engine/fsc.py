@@ -29,19 +29,27 @@ def fsc_from_spectra(f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64
                      shape: tuple[int, ...]) -> FSCCurve:
     """FSC of two rfft spectra of real volumes of ``shape``.
 
-    Shells beyond Nyquist (cube corners) are ignored. Shells with no power give 0.
+    Shells beyond Nyquist (cube corners) are ignored. Shells with no power give 0. Sums run
+    over slabs of planes so that the temporaries stay small for large boxes.
     """
-    idx, n_shells = shell_index(shape)
-    mult = np.broadcast_to(rfft_multiplicity(tuple(shape)), idx.shape).ravel()
-    flat = idx.ravel()
-    num = np.bincount(flat, weights=mult * (f1 * np.conj(f2)).real.ravel(), minlength=n_shells + 1)
-    p1 = np.bincount(flat, weights=mult * (np.abs(f1) ** 2).ravel(), minlength=n_shells + 1)
-    p2 = np.bincount(flat, weights=mult * (np.abs(f2) ** 2).ravel(), minlength=n_shells + 1)
-    num, p1, p2 = num[:n_shells], p1[:n_shells], p2[:n_shells]
+    n = max(shape)
+    n_shells = n // 2 + 1
+    steps = tuple(1.0 / m for m in shape)
+    s2 = frequency_squared(tuple(shape), steps)
+    mult = rfft_multiplicity(tuple(shape))
+    sums = np.zeros((3, n_shells + 1))
+    slab = max(1, 2 ** 22 // max(1, f1[0].size))  # ~4 M coefficients per slab
+    for z0 in range(0, f1.shape[0], slab):
+        z = slice(z0, z0 + slab)
+        idx = np.minimum(np.rint(np.sqrt(s2[z]) * n).astype(np.intp), n_shells).ravel()
+        a, b = f1[z], f2[z]
+        for k, v in enumerate(((a * np.conj(b)).real, (a.real ** 2 + a.imag ** 2), (b.real ** 2 + b.imag ** 2))):
+            sums[k] += np.bincount(idx, weights=(v * mult).ravel(), minlength=n_shells + 1)
+    num, p1, p2 = sums[0, :n_shells], sums[1, :n_shells], sums[2, :n_shells]
     den = np.sqrt(p1 * p2)
     with np.errstate(invalid="ignore", divide="ignore"):
         curve = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    freq = np.arange(n_shells, dtype=np.float64) / max(shape)
+    freq = np.arange(n_shells, dtype=np.float64) / n
     return FSCCurve(frequency=freq, fsc=np.clip(curve, -1.0, 1.0))
 
 

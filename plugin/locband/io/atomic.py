@@ -20,6 +20,8 @@ __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "ensure_out
 def ensure_output_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` (and parents) if needed and check that it is a writable folder."""
     p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputFileError(f"output folder {str(p)!r} exists but is not a folder")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

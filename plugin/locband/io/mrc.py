@@ -104,7 +104,7 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
     ----------
     path : str or path-like
         Target file; replaced only once the new file is complete.
-    data : (nz, ny, nx) array_like
+    data : (nz, ny, nx) array_like, or (n, nz, ny, nx) for a volume stack
         Voxels, written as mode 2 (float32).
     pixel_size_angstrom : float
         Voxel size for the header.
