@@ -113,6 +113,7 @@ class LocalFilter:
         self.layout = band_layout(shape, self.params)
         self.stats_shape = tuple(min(n, self.params.stats_grid) for n in shape)
         self._steps = tuple(1.0 / n for n in shape)
+        self._mask_cache: dict[tuple[int, ...], npt.NDArray[np.float32]] = {}
         self.calls = 0
 
     # -- one band -------------------------------------------------------------------------
@@ -144,12 +145,8 @@ class LocalFilter:
         diff *= np.float32(0.5)
         d = _smooth(diff, gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW), sidx, small, kw)
         np.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
-        # non-negative garrote: S = max(C - (z sd)^2 / C, 0), sd = D / sqrt(n_eff)
-        np.maximum(c, 0, out=c)
-        shrink = np.square(d * np.float32(par.noise_threshold / math.sqrt(lay.n_effective[b])))
-        np.divide(shrink, c, out=shrink, where=c > 0)
-        sig = np.maximum(c - shrink, 0)
-        del c, shrink
+        sig = self._signal(c, d, lay.n_effective[b], small)
+        del c
         den = sig + d
         w_half = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
         np.multiply(d, 0.5, out=den)
@@ -168,6 +165,44 @@ class LocalFilter:
         del w_half
         sink(b, b1, b2, full)
         return stats
+
+    def _small_mask(self, small: tuple[int, ...]) -> npt.NDArray[np.float32] | None:
+        if self.mask is None:
+            return None
+        if small not in self._mask_cache:
+            self._mask_cache[small] = _fft.irfftn(
+                _fft.rfftn(self.mask, backend="scipy")[np.ix_(*crop_indices(self.shape, small))], small,
+                backend="scipy", overwrite_input=True).clip(0, 1)
+        return self._mask_cache[small]
+
+    def _signal(self, c: npt.NDArray[np.float32], d: npt.NDArray[np.float32], n_eff: float,
+                small: tuple[int, ...]) -> npt.NDArray[np.float32]:
+        """Local signal power from the local cross-power ``c`` and noise power ``d``.
+
+        1. Shrinkage towards the band's global level (empirical Bayes): with ``v`` the
+           estimation variance of ``c`` (``((S+N)^2 + S^2) / n_eff`` for Gaussian bands) and
+           ``tau^2`` the spatial variance of ``c`` beyond it (within the mask), the estimate is
+           ``mu + k (c - mu)``, ``k = tau^2 / (tau^2 + v)``, ``mu`` the global level (times the
+           mask). Where the SNR is uniform, ``tau^2`` is ~0 and the filter becomes the global
+           FSC filter; where it varies, ``k`` is ~1.
+        2. Non-negative garrote against what remains of the noise: ``S = max(x - (z k sd)^2/x, 0)``
+           with ``sd = D / sqrt(n_eff)``, the pure-noise standard deviation of ``c``.
+        """
+        m = self._small_mask(small)
+        pos = np.maximum(c, 0)
+        v = np.square(d) * np.float32(1.0 / n_eff)
+        wsum = float(m.sum()) if m is not None else float(c.size)
+        mean = (lambda a: float((a * m).sum()) / wsum) if m is not None else (lambda a: float(a.mean()))
+        level = mean(c)
+        prior = np.float32(level) * m if m is not None else np.float32(level)
+        tau2 = max(mean(np.square(c - prior)) - mean(v), 0.0)
+        k = np.float32(tau2) / (np.float32(tau2) + v) if tau2 > 0 else np.zeros_like(c)
+        x = prior + k * (c - prior)
+        np.maximum(x, 0, out=x)
+        sd = d * k * np.float32(self.params.noise_threshold / math.sqrt(n_eff))
+        np.square(sd, out=sd)
+        np.divide(sd, x, out=sd, where=x > 0)
+        return np.maximum(x - sd, 0)
 
     # -- whole filter ---------------------------------------------------------------------
     def __call__(self, half1: npt.ArrayLike, half2: npt.ArrayLike, *,
