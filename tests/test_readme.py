@@ -1,0 +1,37 @@
+"""The README's quick start and .ci/run must agree (CI runs the README's test command verbatim)."""
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quick_start_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)]
+
+
+def test_quick_start_has_exactly_two_commands():
+    commands = _quick_start_commands()
+    assert len(commands) == 2 and all("\n" not in c for c in commands)
+    assert commands[0].endswith("locband demo")
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == _quick_start_commands()[1]
+
+
+def test_every_cli_subcommand_is_documented():
+    from locband.cli import SUBCOMMANDS
+
+    text = (ROOT / "README.md").read_text()
+    for name in SUBCOMMANDS:
+        assert f"locband {name}" in text, name
+
+
+def test_ci_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True)
