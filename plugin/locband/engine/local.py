@@ -149,17 +149,15 @@ class LocalFilter:
         del c
         den = sig + d
         w_half = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
-        np.multiply(d, 0.5, out=den)
-        den += sig
-        w_full = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
         stats = (_resample(sig, self.stats_shape), _resample(d, self.stats_shape))
         del sig, d, den
-        w_full = _resample(w_full, grid)
+        w_half = _resample(w_half, grid)
+        # the average's weight S/(S+N/2) is 2w/(1+w) of the half weight w = S/(S+N): one
+        # interpolation serves both; the 0.5 of the average cancels the 2
+        w_full = w_half / (1 + w_half)
         full = b1 + b2
         full *= w_full
-        full *= np.float32(0.5)
         del w_full
-        w_half = _resample(w_half, grid)
         b1 *= w_half
         b2 *= w_half
         del w_half
