@@ -222,10 +222,10 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
         return p
 
     paths = {s: local(s) for s in HALF_SLOTS + ((mslot,) if mslot else ())}
-    out = ensure_output_dir(out_dir)
     m1, m2, mk, px = load_inputs(paths["map_half_A"], paths["map_half_B"], paths.get(mslot) if mslot else None,
                                  pixel_size_angstrom=None)
     _check_against_record(record, m1, px)
+    out = ensure_output_dir(out_dir)  # only once the inputs are known to be good
     req = FilterRequest(project="", workspace="", job="", mask_slot=mask_slot, params=params or FilterParams(),
                         workers=workers, backend=backend)
     result = _filter_maps(m1, m2, mk, px, req, progress)
