@@ -43,7 +43,7 @@ from locband.io.summary import read_json, write_json
 from locband.pipeline import OUTPUT_NAMES, load_inputs, summarise
 
 __all__ = ["HALF_SLOTS", "OUTPUT_SLOTS", "CryosparcJobError", "FilterRequest", "LoopRequest", "check_volume_record",
-           "choose_mask_slot", "output_slot_specs", "build_output_fields", "connect", "filter_offline",
+           "choose_mask_slot", "output_slot_specs", "build_output_fields", "connect", "disconnect", "filter_offline",
            "run_filter_job", "run_loop", "loop_decision"]
 
 Progress = Callable[[float, str], None]
@@ -291,6 +291,13 @@ def connect(url: str | None = None) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputFileError(f"cannot connect to cryoSPARC ({base_url or f'{host}:{port}'}): {first}; credentials "
                              "come from CRYOSPARC_EMAIL + CRYOSPARC_PASSWORD or 'python -m cryosparc.tools login'") from None
+
+
+def disconnect(cs: Any) -> None:
+    """Close the session's HTTP connections (the client otherwise leaves them to the garbage collector)."""
+    client = getattr(getattr(cs, "api", None), "_client", None)
+    if client is not None:
+        client.close()
 
 
 def _api_call(what: str, fn: Callable[[], Any]) -> Any:

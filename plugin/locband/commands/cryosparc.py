@@ -108,11 +108,14 @@ def _filter_request(args: argparse.Namespace) -> Any:
 
 
 def _run_filter(args: argparse.Namespace) -> int:
-    from locband.adapters.cryosparc_job import connect, run_filter_job
+    from locband.adapters.cryosparc_job import connect, disconnect, run_filter_job
 
     req = _filter_request(args)
     cs = connect(args.url)
-    out = run_filter_job(cs, req, progress=TerminalProgress(enabled=not args.quiet))
+    try:
+        out = run_filter_job(cs, req, progress=TerminalProgress(enabled=not args.quiet))
+    finally:
+        disconnect(cs)
     print(f"locband cryosparc filter: {args.project} {out['external_job']} output '{out['output']}' saved | "
           f"FSC=0.143 at {out['fsc_0143_angstrom']['unmasked']:.2f} Å (unmasked)")
     return 0
@@ -131,7 +134,7 @@ def _run_offline(args: argparse.Namespace) -> int:
 
 
 def _run_loop(args: argparse.Namespace) -> int:
-    from locband.adapters.cryosparc_job import LoopRequest, connect, run_loop
+    from locband.adapters.cryosparc_job import LoopRequest, connect, disconnect, run_loop
 
     if args.max_rounds < 1:
         raise InputFileError(f"--max-rounds must be >= 1, got {args.max_rounds}")
@@ -144,7 +147,10 @@ def _run_loop(args: argparse.Namespace) -> int:
     state_path = Path(args.state) if args.state else Path(f"locband_loop_{args.project}_{args.job}.json")
     cs = connect(args.url)
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"locband cryosparc loop: {msg}", file=sys.stderr))
-    state = run_loop(cs, req, state_path, report=say)
+    try:
+        state = run_loop(cs, req, state_path, report=say)
+    finally:
+        disconnect(cs)
     best = min(state["rounds"], key=lambda r: r["resolution_angstrom"])
     print(f"locband cryosparc loop: {len(state['rounds']) - 1} rounds; best {best['refine_job']} at "
           f"{best['resolution_angstrom']:.3f} Å; {state['stop_reason']}")
