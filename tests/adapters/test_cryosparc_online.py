@@ -307,3 +307,35 @@ def test_openapi_schema_builds_the_real_client(srv: Any) -> None:
     for _, _, summary, _, _, _ in server.ENDPOINTS:
         ns, _, name = summary.rpartition(".")
         assert callable(getattr(getattr(api, ns) if ns else api, name)), summary
+
+
+def test_engine_warnings_reach_the_job_log(srv: Any, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    real = cj._filter_maps
+
+    def warning_filter(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn("half-maps look over-sharpened", RuntimeWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cj, "_filter_maps", warning_filter)
+    cs = cj.connect()
+    try:
+        with pytest.warns(RuntimeWarning, match="over-sharpened"):
+            assert cj.run_filter_job(cs, cj.FilterRequest(project="P1", workspace="W1", job="J1"))["external_job"] == "J2"
+    finally:
+        cj.disconnect(cs)
+    warned = [e for e in srv.events["J2"] if e["type"] == "warning"]
+    assert [e["text"] for e in warned] == ["locband: half-maps look over-sharpened"]
+
+
+def test_client_4x_is_refused_with_what_it_needs(srv: Any, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import cryosparc
+
+    monkeypatch.setattr(cryosparc, "__version__", "4.7.1")
+    assert main(FILTER + ["--job", "J1"]) == 1
+    err = capsys.readouterr().err
+    assert "cryosparc-tools 4.7.1" in err and "5.x" in err and "offline" in err
+    assert srv.calls == []

@@ -21,10 +21,12 @@ Credentials come from the environment (``CRYOSPARC_BASE_URL`` or ``CRYOSPARC_MAS
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,7 +410,12 @@ def _run_in_job(ext: Any, req: FilterRequest, m1: MapData, m2: MapData, mk: MapD
     with ext.run():
         ext.log(f"locband {__version__}: filtering {req.job} {req.output} ({'x'.join(map(str, m1.data.shape))} "
                 f"voxels, {px:.4f} Å, mask {mslot or 'none'})")
-        result = _filter_maps(m1, m2, mk, px, req, both)
+        with warnings.catch_warnings(record=True) as caught:  # data-quality warnings go to the job's log too
+            warnings.simplefilter("always")
+            result = _filter_maps(m1, m2, mk, px, req, both)
+        for w in caught:
+            ext.log(f"locband: {w.message}", level="warning")
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         summary = summarise(result, inputs={"half1": m1.path, "half2": m2.path, "mask": None if mk is None else mk.path},
                             timings={}, mask=None if mk is None else mk.data)
         names = {slot: f"{ext.uid}_locband_{slot}.mrc" for slot in OUTPUT_SLOTS}
@@ -514,7 +521,7 @@ def run_loop(cs: Any, req: LoopRequest, state_path: Path, *,
         prev = state["rounds"][-1]["refine_job"]
         cur = state["current"] or {"round": len(state["rounds"]), "filter_job": None, "refine_job": None}
         if cur["filter_job"] is None:
-            step = run_filter_job(cs, FilterRequest(**{**f.__dict__, "job": prev, "output": f.output}))
+            step = run_filter_job(cs, dataclasses.replace(f, job=prev))
             cur["filter_job"] = step["external_job"]
             state["current"] = cur
             save()
