@@ -6,8 +6,10 @@ Every ``.cs`` file here is written with cryosparc-tools' real ``Dataset`` class;
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -243,3 +245,66 @@ def test_template_params_map_to_cli_flags(template: str) -> None:
         assert [i["name"] for i in spec["inputs"]] == [cj.INPUT_NAME]
         assert [o["name"] for o in spec["outputs"]] == [cj.OUTPUT_NAME]
         assert [s["name"] for s in spec["outputs"][0]["slots"]] == list(cj.OUTPUT_SLOTS)
+
+
+def _parse(*argv: str) -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    cmd.add_args(parser)
+    return parser.parse_args(list(argv))
+
+
+BASE = ("--project", "P3", "--workspace", "W2", "--job", "J42")
+
+
+@pytest.mark.parametrize(("argv", "attr", "expected"), [
+    ((), "project", "P3"), ((), "workspace", "W2"), ((), "job", "J42"),
+    (("--output", "volume_class_1"), "output", "volume_class_1"),
+    (("--mask-slot", "mask_refine"), "mask_slot", "mask_refine"),
+    (("--threads", "3"), "workers", 3),
+    (("--fft-backend", "scipy"), "backend", "scipy"),
+    (("--title", "my filter"), "title", "my filter"),
+    (("--band-ratio", "1.5"), "params.band_ratio", 1.5),
+    (("--window-wavelengths", "3"), "params.window_wavelengths", 3.0),
+    (("--noise-threshold", "2"), "params.noise_threshold", 2.0),
+    (("--criterion", "0.5"), "params.criterion", 0.5),
+    (("--apply-mask",), "params.apply_mask", True),
+    (("--band-snr",), "params.keep_band_snr", True),
+])
+def test_filter_option_translation(argv: tuple[str, ...], attr: str, expected: Any) -> None:
+    req = cmd.filter_request(_parse("filter", *BASE, *argv))
+    value = req
+    for part in attr.split("."):
+        value = getattr(value, part)
+    assert value == expected
+
+
+@pytest.mark.parametrize(("argv", "attr", "expected"), [
+    (("--refine-type", "nonuniform_refine_new"), "refine_type", "nonuniform_refine_new"),
+    (("--refine-param", "refine_res_init=8", "--refine-param", "refine_symmetry=C2"), "refine_params",
+     {"refine_res_init": 8, "refine_symmetry": "C2"}),
+    (("--refine-param", "refine_do_marg=true"), "refine_params", {"refine_do_marg": True}),
+    (("--max-rounds", "5"), "max_rounds", 5),
+    (("--min-improvement", "0.2"), "min_improvement_angstrom", 0.2),
+    (("--lane", "gpu"), "lane", "gpu"),
+    (("--poll-seconds", "30"), "poll_seconds", 30.0),
+    (("--timeout", "600"), "timeout_seconds", 600.0),
+    (("--threads", "2"), "filter.workers", 2),
+    (("--criterion", "0.5"), "filter.params.criterion", 0.5),
+])
+def test_loop_option_translation(argv: tuple[str, ...], attr: str, expected: Any) -> None:
+    req = cmd.loop_request(_parse("loop", *BASE, *argv))
+    value = req
+    for part in attr.split("."):
+        value = getattr(value, part)
+    assert value == expected
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--max-rounds", "0"), "--max-rounds must be >= 1"), (("--poll-seconds", "0"), "--poll-seconds must be > 0"),
+    (("--timeout", "-1"), "--timeout must be > 0"), (("--refine-type", " "), "--refine-type must name"),
+    (("--refine-param", "=3"), "KEY=VALUE"), (("--threads", "0"), "--threads must be >= 1")])
+def test_loop_option_errors(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cmd.loop_request(_parse("loop", *BASE, *argv))

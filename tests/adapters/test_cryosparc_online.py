@@ -339,3 +339,16 @@ def test_client_4x_is_refused_with_what_it_needs(srv: Any, monkeypatch: pytest.M
     err = capsys.readouterr().err
     assert "cryosparc-tools 4.7.1" in err and "5.x" in err and "offline" in err
     assert srv.calls == []
+
+
+def test_loop_queues_a_starting_refinement_that_is_still_building(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pair: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    s = _start(tmp_path, monkeypatch, pair, refine_resolutions=[3.9])
+    s.jobs["J1"]["status"] = "building"
+    try:
+        assert _loop(tmp_path, "--max-rounds", "1") == 0, capsys.readouterr().err
+        assert [c[1]["job_uid"] for c in s.calls if c[0] == "jobs.enqueue"] == ["J1", "J3"]
+        state = json.loads((tmp_path / "state.json").read_text())
+        assert [r["resolution_angstrom"] for r in state["rounds"]] == [4.0, 3.9]
+    finally:
+        s.stop()

@@ -29,7 +29,7 @@ from typing import Any
 from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
 from locband.io.errors import InputFileError
 
-__all__ = ["add_args", "run", "parse_refine_params"]
+__all__ = ["add_args", "run", "parse_refine_params", "filter_request", "loop_request"]
 
 
 def _add_online(p: argparse.ArgumentParser) -> None:
@@ -99,7 +99,8 @@ def parse_refine_params(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _filter_request(args: argparse.Namespace) -> Any:
+def filter_request(args: argparse.Namespace) -> Any:
+    """argv (parsed) -> :class:`~locband.adapters.cryosparc_job.FilterRequest` (pure)."""
     from locband.adapters.cryosparc_job import FilterRequest
 
     return FilterRequest(project=args.project, workspace=args.workspace, job=args.job, output=args.output,
@@ -107,10 +108,28 @@ def _filter_request(args: argparse.Namespace) -> Any:
                          backend=args.fft_backend, title=getattr(args, "title", "locband local filter"))
 
 
+def loop_request(args: argparse.Namespace) -> Any:
+    """argv (parsed) -> :class:`~locband.adapters.cryosparc_job.LoopRequest` (pure; checks the values)."""
+    from locband.adapters.cryosparc_job import LoopRequest
+
+    if args.max_rounds < 1:
+        raise InputFileError(f"--max-rounds must be >= 1, got {args.max_rounds}")
+    if not args.poll_seconds > 0:
+        raise InputFileError(f"--poll-seconds must be > 0, got {args.poll_seconds}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise InputFileError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if not args.refine_type.strip():
+        raise InputFileError("--refine-type must name a cryoSPARC job type, e.g. new_local_refine")
+    return LoopRequest(filter=filter_request(args), refine_type=args.refine_type,
+                       refine_params=parse_refine_params(args.refine_param), max_rounds=args.max_rounds,
+                       min_improvement_angstrom=args.min_improvement, lane=args.lane, poll_seconds=args.poll_seconds,
+                       timeout_seconds=args.timeout)
+
+
 def _run_filter(args: argparse.Namespace) -> int:
     from locband.adapters.cryosparc_job import connect, disconnect, run_filter_job
 
-    req = _filter_request(args)
+    req = filter_request(args)
     cs = connect(args.url)
     try:
         out = run_filter_job(cs, req, progress=TerminalProgress(enabled=not args.quiet))
@@ -134,16 +153,9 @@ def _run_offline(args: argparse.Namespace) -> int:
 
 
 def _run_loop(args: argparse.Namespace) -> int:
-    from locband.adapters.cryosparc_job import LoopRequest, connect, disconnect, run_loop
+    from locband.adapters.cryosparc_job import connect, disconnect, run_loop
 
-    if args.max_rounds < 1:
-        raise InputFileError(f"--max-rounds must be >= 1, got {args.max_rounds}")
-    if not args.poll_seconds > 0:
-        raise InputFileError(f"--poll-seconds must be > 0, got {args.poll_seconds}")
-    req = LoopRequest(filter=_filter_request(args), refine_type=args.refine_type,
-                      refine_params=parse_refine_params(args.refine_param), max_rounds=args.max_rounds,
-                      min_improvement_angstrom=args.min_improvement, lane=args.lane, poll_seconds=args.poll_seconds,
-                      timeout_seconds=args.timeout)
+    req = loop_request(args)
     state_path = Path(args.state) if args.state else Path(f"locband_loop_{args.project}_{args.job}.json")
     cs = connect(args.url)
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"locband cryosparc loop: {msg}", file=sys.stderr))
