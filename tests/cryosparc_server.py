@@ -168,6 +168,7 @@ class FakeCryosparc:
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.errors: dict[str, str] = {}
         self.fail_uploads = False
+        self.fail_on: set[str] = set()  # summaries that answer 500
         self.fail_refines: set[int] = set()
         self._pending: dict[str, int] = {}
         self._n_jobs = 0
@@ -327,6 +328,8 @@ class FakeCryosparc:
                 logged = (Dataset.load(io.BytesIO(body)).fields() if ctype == CSDAT else
                           json.loads(body) if ctype == J and body else len(body) if body else None)
                 self.calls.append((summary, params, query, logged))
+                if summary in self.fail_on:
+                    raise HTTPError(500, f"injected failure in {summary}")
                 status, media, payload = getattr(self, "_ep_" + summary.replace(".", "_"))(params, query, body)
         except HTTPError as err:
             return self._reply(h, err.code, J, json.dumps({"detail": err.detail}).encode())

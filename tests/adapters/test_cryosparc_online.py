@@ -352,3 +352,20 @@ def test_loop_queues_a_starting_refinement_that_is_still_building(
         assert [r["resolution_angstrom"] for r in state["rounds"]] == [4.0, 3.9]
     finally:
         s.stop()
+
+
+def test_failed_job_setup_marks_the_job_failed(srv: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    srv.fail_on = {"jobs.add_external_output"}
+    assert main(FILTER + ["--job", "J1"]) == 1
+    assert "injected failure in jobs.add_external_output" in capsys.readouterr().err
+    assert srv.jobs["J2"]["status"] == "failed"
+    assert srv.errors["J2"].startswith("locband could not set up the job")
+    assert "jobs.mark_running" not in [c[0] for c in srv.calls]
+
+
+def test_summary_names_project_paths(srv: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(FILTER + ["--job", "J1"]) == 0
+    summary = json.loads((srv.project_dir / "J2/J2_locband_summary.json").read_text())
+    assert summary["inputs"] == {"half1": "P1/J1/J1_008_volume_map_half_A.mrc",
+                                 "half2": "P1/J1/J1_008_volume_map_half_B.mrc",
+                                 "mask": "P1/J1/J1_008_volume_mask_fsc.mrc"}

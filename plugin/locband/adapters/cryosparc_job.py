@@ -387,7 +387,10 @@ def run_filter_job(cs: Any, req: FilterRequest, *, progress: Progress | None = N
         except Exception as exc:
             ext.stop(error=f"locband could not set up the job: {exc}")
             raise
-        summary = _run_in_job(ext, req, m1, m2, mk, px, tmp, mslot, progress)
+        inputs = {"half1": f"{req.project}/{record.slots['map_half_A'].path}",
+                  "half2": f"{req.project}/{record.slots['map_half_B'].path}",
+                  "mask": f"{req.project}/{record.slots[mslot].path}" if mk is not None and mslot else None}
+        summary = _run_in_job(ext, req, m1, m2, mk, px, tmp, mslot, inputs, progress)
     summary.update(external_job=ext.uid, output=OUTPUT_NAME, source=f"{req.project} {req.job} {req.output}",
                    downloaded=sorted(s for s, (_, dl) in fetched.items() if dl), mask_slot=mslot)
     return summary
@@ -399,7 +402,8 @@ def _upload(ext: Any, name: str, local: Path) -> None:
 
 
 def _run_in_job(ext: Any, req: FilterRequest, m1: MapData, m2: MapData, mk: MapData | None, px: float,
-                tmp: Path, mslot: str | None, progress: Progress | None) -> dict[str, Any]:
+                tmp: Path, mslot: str | None, inputs: dict[str, str | None],
+                progress: Progress | None) -> dict[str, Any]:
     log = _JobLog(ext)
 
     def both(fraction: float, message: str) -> None:
@@ -416,8 +420,7 @@ def _run_in_job(ext: Any, req: FilterRequest, m1: MapData, m2: MapData, mk: MapD
         for w in caught:
             ext.log(f"locband: {w.message}", level="warning")
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        summary = summarise(result, inputs={"half1": m1.path, "half2": m2.path, "mask": None if mk is None else mk.path},
-                            timings={}, mask=None if mk is None else mk.data)
+        summary = summarise(result, inputs=inputs, timings={}, mask=None if mk is None else mk.data)
         names = {slot: f"{ext.uid}_locband_{slot}.mrc" for slot in OUTPUT_SLOTS}
         for slot, name in names.items():  # to the job's own folder; the output is saved only after all of them
             local = write_map(tmp / name, getattr(result, OUTPUT_SLOTS[slot]), pixel_size_angstrom=px, origin=m1.origin)
