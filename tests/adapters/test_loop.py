@@ -1,0 +1,115 @@
+"""The scripted loop API: one RefinementFilter per refinement, called every iteration."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import locband.engine.local as local_mod
+from locband import local_filter
+from locband.adapters.loop import FSC_THRESHOLD, LoopStep, RefinementFilter
+from locband.engine.synthetic import synthetic_pair
+from locband.engine.units import cycles_to_angstrom
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+# a box used by no other test, so the first call must make its own FFT plans
+UNIQUE_SHAPE = (37, 35, 33)
+
+
+def _iterations(shape: tuple[int, int, int], n: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    pair = synthetic_pair(shape, noise_std=0.5, seed=3)
+    halves = []
+    for i in range(n):
+        rng = np.random.default_rng(100 + i)
+        halves.append(tuple((pair.truth + rng.normal(0, 0.5, shape)).astype(np.float32) for _ in range(2)))
+    return pair.mask, halves
+
+
+def test_later_calls_make_no_plans_and_no_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    layouts = []
+    real_layout = local_mod.band_layout
+
+    def counting_layout(*args, **kwargs):  # type: ignore[no-untyped-def]
+        layouts.append(1)
+        return real_layout(*args, **kwargs)
+
+    monkeypatch.setattr(local_mod, "band_layout", counting_layout)
+    mask, halves = _iterations(UNIQUE_SHAPE, 4)
+    rf = RefinementFilter(UNIQUE_SHAPE, pixel_size_angstrom=1.3, mask=mask, backend="pyfftw")
+    steps = [rf(h1, h2) for h1, h2 in halves]
+    assert [s.call_index for s in steps] == [1, 2, 3, 4]
+    assert rf.calls == 4
+    assert steps[0].new_fft_plans > 0  # the first call plans this new box ...
+    assert [s.new_fft_plans for s in steps[1:]] == [0, 0, 0]  # ... later calls reuse every plan
+    assert len(layouts) == 1  # the band layout was built once, by the constructor
+    assert all(s.result.bands is steps[0].result.bands for s in steps)
+
+
+def test_each_step_equals_a_fresh_one_shot_filter() -> None:
+    shape = (32, 32, 32)
+    mask, halves = _iterations(shape, 3)
+    rf = RefinementFilter(shape, pixel_size_angstrom=1.1, mask=mask, backend="scipy")
+    got = []
+    for h1, h2 in halves:
+        step = rf(h1, h2)
+        got.append(step.fsc_resolution_angstrom)
+        ref = local_filter(h1, h2, pixel_size_angstrom=1.1, mask=mask, backend="scipy")
+        # the same arithmetic on the same inputs: reuse must not change a single value
+        np.testing.assert_array_equal(step.half1, ref.half1)
+        np.testing.assert_array_equal(step.half2, ref.half2)
+        np.testing.assert_array_equal(step.full, ref.full)
+        np.testing.assert_array_equal(step.local_resolution_angstrom, ref.local_resolution_angstrom)
+        expected = float(cycles_to_angstrom(ref.fsc_masked.crossing(FSC_THRESHOLD), pixel_size_angstrom=1.1))
+        assert step.fsc_resolution_angstrom == pytest.approx(expected, rel=1e-12)
+    assert rf.history == got
+
+
+def test_identical_halves_reach_the_last_shell() -> None:
+    x = np.random.default_rng(5).standard_normal((24, 24, 24)).astype(np.float32)
+    rf = RefinementFilter(x.shape, pixel_size_angstrom=2.0)
+    step = rf(x, x)
+    assert isinstance(step, LoopStep)
+    last = float(step.result.fsc_unmasked.frequency[-1])
+    # FSC is 1 in every shell, so the 0.143 crossing is the last shell (within float rounding)
+    assert step.fsc_resolution_angstrom == pytest.approx(2.0 / last, rel=1e-9)
+    assert step.fsc_resolution_angstrom < 2.0 / 0.45
+
+
+def test_noise_is_worse_than_signal() -> None:
+    shape = (32, 32, 32)
+    rng = np.random.default_rng(9)
+    signal = synthetic_pair(shape, noise_std=0.3, seed=4)
+    rf = RefinementFilter(shape, pixel_size_angstrom=1.0)
+    good = rf(signal.half1, signal.half2)
+    bad = rf(*(rng.standard_normal(shape).astype(np.float32) for _ in range(2)))
+    assert bad.fsc_resolution_angstrom > good.fsc_resolution_angstrom
+
+
+@pytest.mark.parametrize(("shape", "message"), [((32, 32, 30), "planned for"), ((32, 32), "same shape|shape")])
+def test_wrong_shape_is_rejected(shape: tuple[int, ...], message: str) -> None:
+    rf = RefinementFilter((32, 32, 32), pixel_size_angstrom=1.0)
+    x = np.ones(shape, np.float32) + np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    with pytest.raises(ValueError, match=message):
+        rf(x, x)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"workers": 0}, "workers"), ({"pixel_size_angstrom": -1.0}, "pixel_size"),
+                                                 ({"backend": "cufft"}, "backend")])
+def test_bad_settings_are_rejected(kwargs: dict, message: str) -> None:
+    args = {"pixel_size_angstrom": 1.0, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        RefinementFilter((16, 16, 16), **args)
+
+
+def test_readme_loop_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Python loop API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 1, "the README's loop section has one python example"
+    exec(compile(blocks[0], str(README), "exec"), {"__name__": "readme_example"})
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("iteration")]
+    assert len(lines) == 3
+    assert lines[1].split(",")[2].strip().startswith("0 new FFT plans")
