@@ -114,6 +114,8 @@ class LocalFilter:
         self.stats_shape = tuple(min(n, self.params.stats_grid) for n in shape)
         self._steps = tuple(1.0 / n for n in shape)
         self._mask_cache: dict[tuple[int, ...], npt.NDArray[np.float32]] = {}
+        self._setup_cache: dict[int, tuple[object, npt.NDArray[np.float32] | None, object,
+                                           npt.NDArray[np.float32], npt.NDArray[np.float32]]] = {}
         self.calls = 0
 
     # -- one band -------------------------------------------------------------------------
@@ -124,26 +126,18 @@ class LocalFilter:
 
         Returns the local signal and noise power on the coarse statistics grid.
         """
-        lay, par = self.layout, self.params
+        lay = self.layout
         grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
         kw: dict[str, object] = {"workers": self.workers, "backend": self.backend}
-        idx = None if grid == self.shape else np.ix_(*crop_indices(self.shape, grid))
-        # only the full grid's frequencies are cached; a cropped grid's are a subset of them
-        s2 = frequency_squared(self.shape, self._steps)
-        if idx is not None:
-            s2 = s2[idx]
-        w = band_weight(np.sqrt(s2), np.asarray(lay.centres), b)
+        idx, w, sidx, g_signal, g_noise = self._setup(b)
         b1 = _fft.irfftn((f1 if idx is None else f1[idx]) * w, grid, overwrite_input=True, **kw)  # type: ignore[arg-type]
         b2 = _fft.irfftn((f2 if idx is None else f2[idx]) * w, grid, overwrite_input=True, **kw)  # type: ignore[arg-type]
         del w
-        sidx = None if small == grid else np.ix_(*crop_indices(grid, small))
-        s2_small = s2 if sidx is None else s2[sidx]
-        del s2
-        c = _smooth(b1 * b2, gaussian_window(s2_small, lay.sigma_voxels[b]), sidx, small, kw)
+        c = _smooth(b1 * b2, g_signal, sidx, small, kw)
         diff = b1 - b2
         np.multiply(diff, diff, out=diff)
         diff *= np.float32(0.5)
-        d = _smooth(diff, gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW), sidx, small, kw)
+        d = _smooth(diff, g_noise, sidx, small, kw)
         np.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
         sig = self._signal(c, d, lay.n_effective[b], small)
         del c
@@ -163,6 +157,34 @@ class LocalFilter:
         del w_half
         sink(b, b1, b2, full)
         return stats
+
+    def _setup(self, b: int) -> tuple[object, npt.NDArray[np.float32], object, npt.NDArray[np.float32],
+                                      npt.NDArray[np.float32]]:
+        """Band ``b``'s crop indices, band weight and the two windows, made once per filter.
+
+        The band weights of full-size bands are not kept (at 256^3 they would cost about
+        100 MB); everything else is small and reused by every later call.
+        """
+        cached = self._setup_cache.get(b)
+        if cached is not None:
+            idx, w, sidx, gs, gn = cached
+            if w is None:
+                w = band_weight(np.sqrt(frequency_squared(self.shape, self._steps)), np.asarray(self.layout.centres), b)
+            return idx, w, sidx, gs, gn
+        lay = self.layout
+        grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
+        idx = None if grid == self.shape else np.ix_(*crop_indices(self.shape, grid))
+        # only the full grid's frequencies are cached; a cropped grid's are a subset of them
+        s2 = frequency_squared(self.shape, self._steps)
+        if idx is not None:
+            s2 = s2[idx]
+        w = band_weight(np.sqrt(s2), np.asarray(lay.centres), b)
+        sidx = None if small == grid else np.ix_(*crop_indices(grid, small))
+        s2_small = s2 if sidx is None else s2[sidx]
+        gs = gaussian_window(s2_small, lay.sigma_voxels[b])
+        gn = gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW)
+        self._setup_cache[b] = (idx, None if idx is None else w, sidx, gs, gn)
+        return idx, w, sidx, gs, gn
 
     def _small_mask(self, small: tuple[int, ...]) -> npt.NDArray[np.float32] | None:
         if self.mask is None:
