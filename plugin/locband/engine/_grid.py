@@ -53,7 +53,7 @@ def crop_indices(full: tuple[int, ...], crop: tuple[int, ...]) -> tuple[npt.NDAr
     ``-(m//2)..-1``; along the rfft axis (x) ``0..m//2``.
     """
     out = []
-    for axis, (n, m) in enumerate(zip(full, crop)):
+    for axis, (n, m) in enumerate(zip(full, crop, strict=True)):
         if axis < len(full) - 1:
             idx = np.r_[0:(m + 1) // 2, n - m // 2:n]
         else:

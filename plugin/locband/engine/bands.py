@@ -105,7 +105,7 @@ _WINDOW_PASS = math.sqrt(math.log(1e4) / (2 * math.pi ** 2))
 def stats_grid_shape(shape: tuple[int, ...], band_grid: tuple[int, ...], sigma: float) -> tuple[int, ...]:
     """Grid on which a band's smoothed statistics are kept: Nyquist at the window's pass limit."""
     out = []
-    for n, m in zip(shape, band_grid):
+    for n, m in zip(shape, band_grid, strict=True):
         need = _fft.next_fast_len(max(4, math.ceil(2 * _WINDOW_PASS / sigma * n) + 1))
         out.append(min(need, m))
     return tuple(out)
@@ -130,7 +130,7 @@ def _n_effective(shape: tuple[int, ...], grid: tuple[int, ...], centres: npt.NDA
     frequency step, which holds both functions (they decay within a few sigma).
     """
     g = tuple(min(m, _NEFF_GRID) for m in grid)
-    steps = tuple(m / (gi * n) for m, gi, n in zip(grid, g, shape))  # cycles/voxel per index
+    steps = tuple(m / (gi * n) for m, gi, n in zip(grid, g, shape, strict=True))  # cycles/voxel per index
     s2 = frequency_squared(g, steps)
     w = band_weight(np.sqrt(s2), centres, b)
     rho = _fft.irfftn((w * w).astype(np.complex64), g, backend="scipy")

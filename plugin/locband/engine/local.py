@@ -209,7 +209,6 @@ class LocalFilter:
            with ``sd = D / sqrt(n_eff)``, the pure-noise standard deviation of ``c``.
         """
         m = self._small_mask(small)
-        pos = np.maximum(c, 0)
         v = np.square(d) * np.float32(1.0 / n_eff)
         wsum = float(m.sum()) if m is not None else float(c.size)
         mean = (lambda a: float((a * m).sum()) / wsum) if m is not None else (lambda a: float(a.mean()))
@@ -286,75 +285,36 @@ class LocalFilter:
         fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
         fsc_masked = None
         if self.mask is not None:
-            fsc_masked = fsc_from_spectra(_fft.rfftn(h1 * self.mask, **kw), _fft.rfftn(h2 * self.mask, **kw), self.shape)
+            m1, m2 = _fft.rfftn(h1 * self.mask, **kw), _fft.rfftn(h2 * self.mask, **kw)
+            fsc_masked = fsc_from_spectra(m1, m2, self.shape)
+            del m1, m2
         # from here on only the spectra are needed: drop the inputs (see filter_owned)
         del h1, h2
         timings["fft_in"] = time.perf_counter() - t0
 
         lay, par = self.layout, self.params
-        kw2: dict[str, object] = {"workers": self.workers, "backend": self.backend}
-        cropped = [g for g in lay.grid_shapes if g != self.shape]
-        acc_grid = tuple(max(g[i] for g in cropped) for i in range(3)) if cropped else self.shape
-        facc: list[npt.NDArray[np.complex64]] = [np.zeros(rfft_shape(acc_grid), np.complex64) for _ in range(3)]
-        outs: list[npt.NDArray[np.float32]] = []
-
-        def to_real() -> None:  # cropped bands are done: their spectra become the real outputs
-            while facc:
-                spec = np.zeros(rfft_shape(self.shape), np.complex64)
-                spec[np.ix_(*crop_indices(self.shape, acc_grid))] = facc.pop(0)
-                outs.append(_fft.irfftn(spec, self.shape, overwrite_input=True, **kw2))  # type: ignore[arg-type]
-
-        def sink(b: int, o1: npt.NDArray[np.float32], o2: npt.NDArray[np.float32], of: npt.NDArray[np.float32]) -> None:
-            grid = lay.grid_shapes[b]
-            if grid == self.shape:
-                to_real()
-                for target, part in zip(outs, (o1, o2, of)):
-                    target += part
-            else:
-                sub = np.ix_(*crop_indices(acc_grid, grid))
-                for target, part in zip(facc, (o1, o2, of)):
-                    target[sub] += _fft.rfftn(part, **kw2)  # type: ignore[arg-type]
-
-        crit = np.float32(par.criterion)
-        lf = np.full(self.stats_shape, lay.centres[-1], np.float32)  # never below: Nyquist
-        found = np.zeros(self.stats_shape, bool)
-        prev = None
-        snr_bands = [] if par.keep_band_snr else None
-        cost = np.array([float(np.prod(g)) for g in lay.grid_shapes])
-        done = 0.0
+        outputs = _Outputs(self.shape, lay.grid_shapes, workers=self.workers, backend=self.backend)
+        crossing = _Crossing(self.stats_shape, lay.centres, par.criterion)
+        snr_bands: list[npt.NDArray[np.float32]] | None = [] if par.keep_band_snr else None
+        cost = np.cumsum([float(np.prod(g)) for g in lay.grid_shapes])
         t1 = time.perf_counter()
         for b in range(lay.n_bands):
-            sig, noise = self._band(b, f1, f2, sink)
-            den = sig + noise
-            loc = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
-            loc[den <= 0] = 1.0  # identical halves: perfect agreement
+            sig, noise = self._band(b, f1, f2, outputs.add)
+            crossing.update(b, sig, noise)
             if snr_bands is not None:
-                snr_bands.append(np.minimum(np.divide(sig, noise, out=np.full_like(sig, _SNR_CAP), where=noise > 0), _SNR_CAP))
-            if prev is None:
-                first = loc < crit
-                lf[first] = 0.0
-                found |= first
-            else:
-                cross = ~found & (loc < crit)
-                t = np.clip((prev - crit) / np.maximum(prev - loc, np.float32(1e-12)), 0, 1)
-                c0, c1 = lay.centres[b - 1], lay.centres[b]
-                lf[cross] = (c0 + t * (c1 - c0))[cross]
-                found |= cross
-            prev = loc
-            done += cost[b]
-            report(0.05 + 0.9 * done / cost.sum(), f"band {b + 1}/{lay.n_bands}")
+                snr = np.divide(sig, noise, out=np.full_like(sig, _SNR_CAP), where=noise > 0)
+                snr_bands.append(np.minimum(snr, _SNR_CAP))
+            report(0.05 + 0.9 * cost[b] / cost[-1], f"band {b + 1}/{lay.n_bands}")
         del f1, f2
-        to_real()
+        out1, out2, outf = outputs.finish()
         timings["bands"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        out1, out2, outf = outs
-        del outs
         if par.apply_mask and self.mask is not None:
             for o in (out1, out2, outf):
                 o *= self.mask
         floor = np.float32(1.0 / max(self.shape))  # a region with no signal at all: one shell
-        local_freq = np.maximum(_resample(lf, self.shape), floor)
+        local_freq = np.maximum(_resample(crossing.frequency, self.shape), floor)
         local_res = cycles_to_angstrom(local_freq, pixel_size_angstrom=self.pixel_size_angstrom).astype(np.float32)
         timings["fft_out"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
@@ -365,6 +325,80 @@ class LocalFilter:
                             local_resolution_angstrom=local_res, pixel_size_angstrom=self.pixel_size_angstrom,
                             fsc_unmasked=fsc_unmasked, fsc_masked=fsc_masked, bands=lay, params=par,
                             band_snr=None if snr_bands is None else np.stack(snr_bands), timings=timings)
+
+
+class _Outputs:
+    """Sums of the weighted bands of the two halves and the average.
+
+    Bands on cropped grids are summed as spectra on the largest cropped grid; when the first
+    full-size band arrives (bands come in increasing order) those sums become real volumes,
+    to which the full-size bands are added directly, saving their forward FFTs.
+    """
+
+    def __init__(self, shape: tuple[int, ...], grids: tuple[tuple[int, ...], ...], *, workers: int,
+                 backend: str) -> None:
+        self.shape = shape
+        self.kw: dict[str, object] = {"workers": workers, "backend": backend}
+        cropped = [g for g in grids if g != shape]
+        self.acc_grid = tuple(max(g[i] for g in cropped) for i in range(3)) if cropped else shape
+        self.spectra: list[npt.NDArray[np.complex64]] = [np.zeros(rfft_shape(self.acc_grid), np.complex64)
+                                                         for _ in range(3)]
+        self.real: list[npt.NDArray[np.float32]] = []
+
+    def _to_real(self) -> None:
+        while self.spectra:
+            spec = np.zeros(rfft_shape(self.shape), np.complex64)
+            spec[np.ix_(*crop_indices(self.shape, self.acc_grid))] = self.spectra.pop(0)
+            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, **self.kw))  # type: ignore[arg-type]
+
+    def add(self, b: int, o1: npt.NDArray[np.float32], o2: npt.NDArray[np.float32],
+            of: npt.NDArray[np.float32]) -> None:
+        """Add band ``b``'s weighted half 1, half 2 and average (on the band's grid)."""
+        grid = o1.shape
+        if grid == self.shape:
+            self._to_real()
+            for target, part in zip(self.real, (o1, o2, of), strict=True):
+                target += part
+        else:
+            sub = np.ix_(*crop_indices(self.acc_grid, grid))
+            for spec, part in zip(self.spectra, (o1, o2, of), strict=True):
+                spec[sub] += _fft.rfftn(part, **self.kw)  # type: ignore[arg-type]
+
+    def finish(self) -> tuple[npt.NDArray[np.float32], ...]:
+        """The three real output volumes."""
+        self._to_real()
+        return tuple(self.real)
+
+
+class _Crossing:
+    """Local resolution: where the local half-map FSC first falls below the criterion.
+
+    Bands arrive in increasing order; between two band centres the crossing is interpolated
+    linearly in the local FSC. Voxels that never fall below stay at the last centre (Nyquist).
+    """
+
+    def __init__(self, shape: tuple[int, ...], centres: tuple[float, ...], criterion: float) -> None:
+        self.centres = centres
+        self.criterion = np.float32(criterion)
+        self.frequency = np.full(shape, centres[-1], np.float32)
+        self.found = np.zeros(shape, bool)
+        self.prev: npt.NDArray[np.float32] | None = None
+
+    def update(self, b: int, sig: npt.NDArray[np.float32], noise: npt.NDArray[np.float32]) -> None:
+        """Take band ``b``'s local signal and noise power (on the coarse statistics grid)."""
+        den = sig + noise
+        loc = np.divide(sig, den, out=np.ones_like(sig), where=den > 0)  # no noise at all: FSC 1
+        crit = self.criterion
+        if self.prev is None:
+            cross = loc < crit
+            self.frequency[cross] = 0.0
+        else:
+            cross = ~self.found & (loc < crit)
+            t = np.clip((self.prev - crit) / np.maximum(self.prev - loc, np.float32(1e-12)), 0, 1)
+            c0, c1 = self.centres[b - 1], self.centres[b]
+            self.frequency[cross] = (c0 + t * (c1 - c0))[cross]
+        self.found |= cross
+        self.prev = loc
 
 
 def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angstrom: float,

@@ -66,7 +66,8 @@ class FilterParams:
             "stats_grid": (self.stats_grid, lambda v: 8 <= v <= 1024, "an integer in [8, 1024]"),
         }
         for name, (value, ok, expected) in checks.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not numeric or not math.isfinite(value) or not ok(value):
                 raise ValueError(f"FilterParams.{name} must be {expected}, got {value!r}")
         if not isinstance(self.stats_grid, int):
             raise ValueError(f"FilterParams.stats_grid must be an integer, got {self.stats_grid!r}")

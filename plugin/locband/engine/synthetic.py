@@ -106,7 +106,7 @@ def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "r
     rng = np.random.default_rng(seed)
     shape = tuple(int(n) for n in shape)
     grids = np.meshgrid(*[np.arange(n) - n / 2 for n in shape], indexing="ij")
-    rel = [g / (n / 2) for g, n in zip(grids, shape)]  # -1 .. 1 across the box
+    rel = [g / (n / 2) for g, n in zip(grids, shape, strict=True)]  # -1 .. 1 across the box
     r = np.sqrt(sum(x ** 2 for x in rel))
     regions: dict[str, npt.NDArray[np.bool_]] = {}
     blur: dict[str, float] = {}
