@@ -8,7 +8,7 @@ Writes into --out-dir (default ./locband_out, never beside the inputs unless ask
   band_snr.mrc            per-band local SNR (only with --band-snr; bands stacked along z)
   summary.json            global FSC, bands, settings, timings
 
-Examples:
+For example:
   locband filter run_half1_class001_unfil.mrc run_half2_class001_unfil.mrc --mask mask.mrc --out-dir locband_out
   locband filter h1.mrc h2.mrc --pixel-size 1.06 --threads 4
 """
