@@ -112,10 +112,10 @@ def rfftn(x: npt.NDArray[np.float32], *, workers: int = 1,
     backend = _check_backend(backend)
     x = np.asarray(x, dtype=np.float32)
     if backend == "scipy":
-        return scipy.fft.rfftn(x, norm="forward", workers=workers).astype(np.complex64, copy=False)
+        return np.asarray(scipy.fft.rfftn(x, norm="forward", workers=workers), dtype=np.complex64)
     if not x.flags.writeable or not x.flags.c_contiguous:
         x = np.array(x, dtype=np.float32, order="C")
-    out = pyfftw.empty_aligned(x.shape[:-1] + (x.shape[-1] // 2 + 1,), dtype="complex64")
+    out: npt.NDArray[np.complex64] = pyfftw.empty_aligned(x.shape[:-1] + (x.shape[-1] // 2 + 1,), dtype="complex64")
     _execute(x, out, "FFTW_FORWARD", workers)
     out *= np.float32(1.0 / x.size)
     return out
@@ -146,10 +146,9 @@ def irfftn(f: npt.NDArray[np.complex64], shape: tuple[int, ...], *, workers: int
     backend = _check_backend(backend)
     shape = tuple(int(n) for n in shape)
     if backend == "scipy":
-        return scipy.fft.irfftn(f, s=shape, norm="forward", workers=workers).astype(
-            np.float32, copy=False)
+        return np.asarray(scipy.fft.irfftn(f, s=shape, norm="forward", workers=workers), dtype=np.float32)
     src = f if (overwrite_input and f.dtype == np.complex64 and f.flags.c_contiguous and f.flags.writeable) \
         else np.array(f, dtype=np.complex64, order="C")
-    out = pyfftw.empty_aligned(shape, dtype="float32")
+    out: npt.NDArray[np.float32] = pyfftw.empty_aligned(shape, dtype="float32")
     _execute(src, out, "FFTW_BACKWARD", workers)
     return out

@@ -17,7 +17,7 @@ def rfft_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def _axis_freq(m: int, step: float, *, half: bool) -> npt.NDArray[np.float64]:
     idx = np.arange(m // 2 + 1) if half else np.fft.fftfreq(m, d=1.0 / m)
-    return idx * step
+    return np.asarray(idx * step, dtype=np.float64)
 
 
 @lru_cache(maxsize=16)

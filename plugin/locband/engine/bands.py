@@ -113,7 +113,7 @@ def stats_grid_shape(shape: tuple[int, ...], band_grid: tuple[int, ...], sigma: 
 
 def gaussian_window(s2: npt.NDArray[np.float32], sigma: float) -> npt.NDArray[np.float32]:
     """Fourier transform of a unit-sum Gaussian of ``sigma`` voxels at squared frequencies ``s2``."""
-    return np.exp(np.float32(-2.0 * np.pi ** 2 * sigma ** 2) * s2)
+    return np.asarray(np.exp(np.float32(-2.0 * np.pi ** 2 * sigma ** 2) * s2), dtype=np.float32)
 
 
 _NEFF_GRID = 64  # grid edge for n_effective; windows and band correlations fit well inside

@@ -45,6 +45,7 @@ __all__ = ["LocalFilter", "local_filter"]
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
+_Index = tuple[npt.NDArray[np.intp], ...]  # np.ix_ index of a Fourier crop
 
 _NOISE_WINDOW = 2.0
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
@@ -55,14 +56,14 @@ def _resample(vol: npt.NDArray[np.float32], shape: tuple[int, ...]) -> npt.NDArr
     return resample_linear(vol, shape)
 
 
-def _smooth(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32], idx: object, small: tuple[int, ...],
-            kw: dict[str, object]) -> npt.NDArray[np.float32]:
+def _smooth(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32], idx: _Index | None, small: tuple[int, ...],
+            *, workers: int, backend: str) -> npt.NDArray[np.float32]:
     """Gaussian-smooth ``x`` (consumed) and return it on the small grid ``small``."""
-    spec = _fft.rfftn(x, **kw)  # type: ignore[arg-type]
+    spec = _fft.rfftn(x, workers=workers, backend=backend)
     del x
     spec = spec if idx is None else spec[idx]
     spec *= g
-    return _fft.irfftn(spec, small, overwrite_input=True, **kw)  # type: ignore[arg-type]
+    return _fft.irfftn(spec, small, overwrite_input=True, workers=workers, backend=backend)
 
 
 class LocalFilter:
@@ -114,7 +115,7 @@ class LocalFilter:
         self.stats_shape = tuple(min(n, self.params.stats_grid) for n in shape)
         self._steps = tuple(1.0 / n for n in shape)
         self._mask_cache: dict[tuple[int, ...], npt.NDArray[np.float32]] = {}
-        self._setup_cache: dict[int, tuple[object, npt.NDArray[np.float32] | None, object,
+        self._setup_cache: dict[int, tuple[_Index | None, npt.NDArray[np.float32] | None, _Index | None,
                                            npt.NDArray[np.float32], npt.NDArray[np.float32]]] = {}
         self.calls = 0
 
@@ -128,16 +129,17 @@ class LocalFilter:
         """
         lay = self.layout
         grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
-        kw: dict[str, object] = {"workers": self.workers, "backend": self.backend}
         idx, w, sidx, g_signal, g_noise = self._setup(b)
-        b1 = _fft.irfftn((f1 if idx is None else f1[idx]) * w, grid, overwrite_input=True, **kw)  # type: ignore[arg-type]
-        b2 = _fft.irfftn((f2 if idx is None else f2[idx]) * w, grid, overwrite_input=True, **kw)  # type: ignore[arg-type]
+        b1 = _fft.irfftn((f1 if idx is None else f1[idx]) * w, grid, overwrite_input=True,
+                         workers=self.workers, backend=self.backend)
+        b2 = _fft.irfftn((f2 if idx is None else f2[idx]) * w, grid, overwrite_input=True,
+                         workers=self.workers, backend=self.backend)
         del w
-        c = _smooth(b1 * b2, g_signal, sidx, small, kw)
+        c = _smooth(b1 * b2, g_signal, sidx, small, workers=self.workers, backend=self.backend)
         diff = b1 - b2
         np.multiply(diff, diff, out=diff)
         diff *= np.float32(0.5)
-        d = _smooth(diff, g_noise, sidx, small, kw)
+        d = _smooth(diff, g_noise, sidx, small, workers=self.workers, backend=self.backend)
         np.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
         sig = self._signal(c, d, lay.n_effective[b], small)
         del c
@@ -158,8 +160,8 @@ class LocalFilter:
         sink(b, b1, b2, full)
         return stats
 
-    def _setup(self, b: int) -> tuple[object, npt.NDArray[np.float32], object, npt.NDArray[np.float32],
-                                      npt.NDArray[np.float32]]:
+    def _setup(self, b: int) -> tuple[_Index | None, npt.NDArray[np.float32], _Index | None,
+                                      npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Band ``b``'s crop indices, band weight and the two windows, made once per filter.
 
         The band weights of full-size bands are not kept (at 256^3 they would cost about
@@ -211,7 +213,10 @@ class LocalFilter:
         m = self._small_mask(small)
         v = np.square(d) * np.float32(1.0 / n_eff)
         wsum = float(m.sum()) if m is not None else float(c.size)
-        mean = (lambda a: float((a * m).sum()) / wsum) if m is not None else (lambda a: float(a.mean()))
+
+        def mean(a: npt.NDArray[np.float32]) -> float:
+            return float((a * m).sum()) / wsum if m is not None else float(a.mean())
+
         level = mean(c)
         prior = np.float32(level) * m if m is not None else np.float32(level)
         tau2 = max(mean(np.square(c - prior)) - mean(v), 0.0)
@@ -277,15 +282,16 @@ class LocalFilter:
         if h1.shape != self.shape:
             raise ValueError(f"half-maps have shape {h1.shape}, but this LocalFilter was planned for {self.shape}")
         report = progress or (lambda fraction, message: None)
-        kw = {"workers": self.workers, "backend": self.backend}
+        wk, be = self.workers, self.backend
         timings: dict[str, float] = {}
         report(0.0, "Fourier transforms")
-        f1 = _fft.rfftn(h1, **kw)
-        f2 = _fft.rfftn(h2, **kw)
+        f1 = _fft.rfftn(h1, workers=wk, backend=be)
+        f2 = _fft.rfftn(h2, workers=wk, backend=be)
         fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
         fsc_masked = None
         if self.mask is not None:
-            m1, m2 = _fft.rfftn(h1 * self.mask, **kw), _fft.rfftn(h2 * self.mask, **kw)
+            m1 = _fft.rfftn(h1 * self.mask, workers=wk, backend=be)
+            m2 = _fft.rfftn(h2 * self.mask, workers=wk, backend=be)
             fsc_masked = fsc_from_spectra(m1, m2, self.shape)
             del m1, m2
         # from here on only the spectra are needed: drop the inputs (see filter_owned)
@@ -338,7 +344,7 @@ class _Outputs:
     def __init__(self, shape: tuple[int, ...], grids: tuple[tuple[int, ...], ...], *, workers: int,
                  backend: str) -> None:
         self.shape = shape
-        self.kw: dict[str, object] = {"workers": workers, "backend": backend}
+        self.workers, self.backend = workers, backend
         cropped = [g for g in grids if g != shape]
         self.acc_grid = tuple(max(g[i] for g in cropped) for i in range(3)) if cropped else shape
         self.spectra: list[npt.NDArray[np.complex64]] = [np.zeros(rfft_shape(self.acc_grid), np.complex64)
@@ -349,7 +355,8 @@ class _Outputs:
         while self.spectra:
             spec = np.zeros(rfft_shape(self.shape), np.complex64)
             spec[np.ix_(*crop_indices(self.shape, self.acc_grid))] = self.spectra.pop(0)
-            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, **self.kw))  # type: ignore[arg-type]
+            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, workers=self.workers,
+                                         backend=self.backend))
 
     def add(self, b: int, o1: npt.NDArray[np.float32], o2: npt.NDArray[np.float32],
             of: npt.NDArray[np.float32]) -> None:
@@ -362,7 +369,7 @@ class _Outputs:
         else:
             sub = np.ix_(*crop_indices(self.acc_grid, grid))
             for spec, part in zip(self.spectra, (o1, o2, of), strict=True):
-                spec[sub] += _fft.rfftn(part, **self.kw)  # type: ignore[arg-type]
+                spec[sub] += _fft.rfftn(part, workers=self.workers, backend=self.backend)
 
     def finish(self) -> tuple[npt.NDArray[np.float32], ...]:
         """The three real output volumes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -56,7 +57,7 @@ class FilterParams:
     apply_mask: bool = False
 
     def __post_init__(self) -> None:
-        checks = {
+        checks: dict[str, tuple[object, Callable[[float], bool], str]] = {
             "band_ratio": (self.band_ratio, lambda v: 1.0 < v <= 4.0, "a number in (1, 4]"),
             "window_wavelengths": (self.window_wavelengths, lambda v: 0.25 <= v <= 20, "a number in [0.25, 20]"),
             "min_band_spacing_shells": (self.min_band_spacing_shells, lambda v: 1.0 <= v <= 50, "a number in [1, 50]"),
@@ -67,7 +68,7 @@ class FilterParams:
         }
         for name, (value, ok, expected) in checks.items():
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not numeric or not math.isfinite(value) or not ok(value):
+            if not numeric or not math.isfinite(float(value)) or not ok(float(value)):  # type: ignore[arg-type]
                 raise ValueError(f"FilterParams.{name} must be {expected}, got {value!r}")
         if not isinstance(self.stats_grid, int):
             raise ValueError(f"FilterParams.stats_grid must be an integer, got {self.stats_grid!r}")

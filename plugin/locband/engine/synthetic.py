@@ -67,7 +67,7 @@ def _atoms(shape: tuple[int, ...], inside: npt.NDArray[np.bool_], n_atoms: int,
 
 def _soft_mask(region: npt.NDArray[np.bool_], width: float) -> npt.NDArray[np.float32]:
     m = gaussian_blur(region.astype(np.float32), width)
-    return np.clip(m * 2.0, 0.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(m * 2.0, 0.0, 1.0), dtype=np.float32)
 
 
 def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "rigid_flexible",
@@ -104,13 +104,13 @@ def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "r
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     rng = np.random.default_rng(seed)
-    shape = tuple(int(n) for n in shape)
-    grids = np.meshgrid(*[np.arange(n) - n / 2 for n in shape], indexing="ij")
-    rel = [g / (n / 2) for g, n in zip(grids, shape, strict=True)]  # -1 .. 1 across the box
+    box: tuple[int, ...] = tuple(int(n) for n in shape)
+    grids = np.meshgrid(*[np.arange(n) - n / 2 for n in box], indexing="ij")
+    rel = [g / (n / 2) for g, n in zip(grids, box, strict=True)]  # -1 .. 1 across the box
     r = np.sqrt(sum(x ** 2 for x in rel))
     regions: dict[str, npt.NDArray[np.bool_]] = {}
     blur: dict[str, float] = {}
-    truth = np.zeros(shape, np.float32)
+    truth = np.zeros(box, np.float32)
     if kind != "noise":
         sphere = r < 0.6
         if kind == "rigid_flexible":
@@ -125,11 +125,11 @@ def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "r
             blur = {"rigid": 0.0, "micelle": 2 * flexible_sigma}
         for name, inside in parts.items():
             n_atoms = int(atom_density * inside.sum())
-            density = gaussian_blur(_atoms(shape, inside, n_atoms, rng), float(np.hypot(atom_sigma, blur[name])))
+            density = gaussian_blur(_atoms(box, inside, n_atoms, rng), float(np.hypot(atom_sigma, blur[name])))
             density *= np.float32((2 * np.pi) ** 1.5 * atom_sigma ** 3)  # an isolated sharp atom peaks at 1
             truth += density
             regions[name] = inside
-    noise = [rng.standard_normal(shape).astype(np.float32) * np.float32(noise_std) for _ in range(2)]
-    support = r < 0.6 if kind != "noise" else np.ones(shape, bool)
+    noise = [rng.standard_normal(box).astype(np.float32) * np.float32(noise_std) for _ in range(2)]
+    support = r < 0.6 if kind != "noise" else np.ones(box, bool)
     return SyntheticPair(truth=truth, half1=truth + noise[0], half2=truth + noise[1], regions=regions,
                          mask=_soft_mask(support, 1.5), blur_sigma_voxels=blur, noise_std=float(noise_std))
