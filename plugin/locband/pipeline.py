@@ -121,14 +121,16 @@ def write_outputs(result: FilterResult, out_dir: Path, *, summary: dict[str, Any
     px = result.pixel_size_angstrom
     outs = OutputSet(out_dir)
     paths: dict[str, Path] = {}
+    def writer(vol: np.ndarray, pixel: float) -> Callable[[Path], object]:
+        return lambda p: write_map(p, vol, pixel_size_angstrom=pixel, origin=origin)
+
     for key, vol in (("full", result.full), ("half1", result.half1), ("half2", result.half2),
                      ("local_resolution", result.local_resolution_angstrom)):
-        paths[key] = outs.add(names[key], lambda p, v=vol: write_map(p, v, pixel_size_angstrom=px, origin=origin))
+        paths[key] = outs.add(names[key], writer(vol, px))
     if result.band_snr is not None:
         # an MRC volume stack, one coarse volume per band (centres in summary.json "bands")
         coarse_px = px * result.full.shape[-1] / result.band_snr.shape[-1]
-        paths["band_snr"] = outs.add(names["band_snr"],
-                                     lambda p: write_map(p, result.band_snr, pixel_size_angstrom=coarse_px))
+        paths["band_snr"] = outs.add(names["band_snr"], writer(result.band_snr, coarse_px))
     summary["outputs"] = {k: str(v) for k, v in paths.items()}
     summary["outputs"]["summary"] = str(out_dir / names["summary"])
     paths["summary"] = outs.add(names["summary"], lambda p: write_json(p, summary))

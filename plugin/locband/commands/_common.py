@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 from typing import TextIO
 
+from locband.engine.params import FilterParams
 from locband.io.errors import InputFileError
 
 __all__ = ["run_guarded", "TerminalProgress", "add_common_filter_args", "params_from_args"]
@@ -58,8 +59,6 @@ class TerminalProgress:
 
 def add_common_filter_args(parser: argparse.ArgumentParser) -> None:
     """Options of the engine shared by every subcommand that filters."""
-    from locband.engine.params import FilterParams
-
     d = FilterParams()
     g = parser.add_argument_group("filter settings")
     g.add_argument("--threads", type=int, default=1, metavar="N", help="FFT threads (default 1)")
@@ -77,10 +76,8 @@ def add_common_filter_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--apply-mask", action="store_true", help="multiply the filtered maps by the mask")
 
 
-def params_from_args(args: argparse.Namespace) -> object:
+def params_from_args(args: argparse.Namespace) -> FilterParams:
     """Build :class:`~locband.engine.params.FilterParams` from :func:`add_common_filter_args` options."""
-    from locband.engine.params import FilterParams
-
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     return FilterParams(band_ratio=args.band_ratio, window_wavelengths=args.window_wavelengths,

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -58,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = OutputSet(out)
     files = {}
     for name, vol in (("half1", pair.half1), ("half2", pair.half2), ("truth", pair.truth), ("mask", pair.mask)):
-        files[name] = inputs.add(f"demo_{name}.mrc",
-                                 lambda p, v=vol: write_map(p, v, pixel_size_angstrom=_PIXEL_SIZE))
+        files[name] = inputs.add(f"demo_{name}.mrc", functools.partial(_write, vol=vol))
     inputs.commit()
     summary = filter_files(files["half1"], files["half2"], mask_path=files["mask"], out_dir=out,
                            params=params_from_args(args), workers=args.threads, backend=args.fft_backend,
@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
           f"flexible {np.median(_local_res(out)[pair.regions['flexible']]):.2f} Å; "
           f"within the mask {res['p5']:.2f}-{res['p95']:.2f} Å | {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _write(path: Path, *, vol: np.ndarray) -> None:
+    write_map(path, vol, pixel_size_angstrom=_PIXEL_SIZE)
 
 
 def _local_res(out: Path) -> np.ndarray:
