@@ -58,8 +58,8 @@ def _pipeline(project: Path) -> tuple[dict[str, int], dict[str, int]]:
     blocks = starfile.read(project / "default_pipeline.star", always_dict=True)
     proc = blocks["pipeline_processes"]
     nodes = blocks["pipeline_nodes"]
-    return (dict(zip(proc["rlnPipeLineProcessName"], map(int, proc["rlnPipeLineProcessStatus"]))),
-            dict(zip(nodes["rlnPipeLineNodeName"], map(int, nodes["rlnPipeLineNodeType"]))))
+    return (dict(zip(proc["rlnPipeLineProcessName"], map(int, proc["rlnPipeLineProcessStatus"]), strict=True)),
+            dict(zip(nodes["rlnPipeLineNodeName"], map(int, nodes["rlnPipeLineNodeType"]), strict=True)))
 
 
 def _job_log(job: Path) -> str:

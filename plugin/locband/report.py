@@ -33,7 +33,7 @@ _PNG_DPI = 100
 
 
 def _central_slices(vol: npt.NDArray[np.floating[Any]]) -> list[npt.NDArray[np.floating[Any]]]:
-    """The central xy slice (fixed z) and xz slice (fixed y) of a (nz, ny, nx) volume."""
+    """Return the central xy slice (fixed z) and xz slice (fixed y) of a (nz, ny, nx) volume."""
     nz, ny, _ = vol.shape
     return [np.asarray(vol[nz // 2]), np.asarray(vol[:, ny // 2, :])]
 
@@ -127,9 +127,9 @@ def render_report(*, summary: dict[str, Any], raw: npt.NDArray[np.floating[Any]]
     raw_slices = _central_slices(raw) if raw is not None else [None, None]
     names = ["xy (central z)", "xz (central y)"]
     image = None
-    for row, (rs, fs, ls, ins, name) in enumerate(zip(raw_slices, _central_slices(filtered),
-                                                      _central_slices(local_resolution),
-                                                      _central_slices(inside.astype(np.float32)), names), start=1):
+    panels = zip(raw_slices, _central_slices(filtered), _central_slices(local_resolution),
+                 _central_slices(inside.astype(np.float32)), names, strict=True)
+    for row, (rs, fs, ls, ins, name) in enumerate(panels, start=1):
         _grey(fig.add_subplot(gs[row, 0]), rs, f"input (mean of halves), {name}")
         _grey(fig.add_subplot(gs[row, 1]), fs, f"filtered, {name}")
         ax = fig.add_subplot(gs[row, 2])

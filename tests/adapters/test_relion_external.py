@@ -211,16 +211,14 @@ def test_half_map_errors(refine_dir: Path, tmp_path: Path, make, message: str) -
 OUTPUTS = {"full": "filtered.mrc", "half1": "filtered_half1.mrc", "half2": "filtered_half2.mrc",
            "local_resolution": "local_resolution.mrc", "summary": "summary.json", "report_pdf": "report.pdf"}
 
+LABELS_40 = {"filtered.mrc": "DensityMap.mrc", "filtered_half1.mrc": "DensityMap.mrc.halfmap",
+             "local_resolution.mrc": "Image3D.mrc.localresmap", "report.pdf": "LogFile.pdf.relion"}
 # what each RELION version reads from RELION_OUTPUT_NODES.star (relion.md section 2)
 VERSION_VIEW = {
     "3.1": ("rlnPipeLineNodeType", {"filtered.mrc": 6, "filtered_half1.mrc": 10, "local_resolution.mrc": 12,
                                     "report.pdf": 13}),
-    "4.0": ("rlnPipeLineNodeTypeLabel", {"filtered.mrc": "DensityMap.mrc", "filtered_half1.mrc": "DensityMap.mrc.halfmap",
-                                         "local_resolution.mrc": "Image3D.mrc.localresmap",
-                                         "report.pdf": "LogFile.pdf.relion"}),
-    "5.0": ("rlnPipeLineNodeTypeLabel", {"filtered.mrc": "DensityMap.mrc", "filtered_half1.mrc": "DensityMap.mrc.halfmap",
-                                         "local_resolution.mrc": "Image3D.mrc.localresmap",
-                                         "report.pdf": "LogFile.pdf.relion"}),
+    "4.0": ("rlnPipeLineNodeTypeLabel", LABELS_40),
+    "5.0": ("rlnPipeLineNodeTypeLabel", LABELS_40),  # 5.0 renamed only STAR-file node labels
 }
 
 
@@ -237,7 +235,7 @@ def test_node_star_for_each_relion_version(tmp_path: Path, version: str) -> None
     write_output_nodes(tmp_path, build_output_nodes("External/job007/", OUTPUTS))
     table = starfile.read(tmp_path / OUTPUT_NODES_NAME, always_dict=True)["output_nodes"]
     column, expected = VERSION_VIEW[version]
-    got = {Path(n).name: v for n, v in zip(table["rlnPipeLineNodeName"], table[column])}
+    got = {Path(n).name: v for n, v in zip(table["rlnPipeLineNodeName"], table[column], strict=True)}
     assert got == expected
 
 

@@ -8,7 +8,6 @@ import shlex
 import subprocess
 from pathlib import Path
 
-import pytest
 import starfile
 
 from locband import cli
@@ -26,7 +25,8 @@ EXTERNAL_JOB_OPTIONS = (
 )
 # the words RELION replaces in a queue submission template (3.1.3 RelionJob::prepareFinalCommand)
 QSUB_WORDS = {"XXXmpinodesXXX", "XXXthreadsXXX", "XXXcoresXXX", "XXXdedicatedXXX", "XXXnodesXXX", "XXXnameXXX",
-              "XXXerrfileXXX", "XXXoutfileXXX", "XXXqueueXXX", "XXXcommandXXX"} | {f"XXXextra{i}XXX" for i in range(1, 5)}
+              "XXXerrfileXXX", "XXXoutfileXXX", "XXXqueueXXX", "XXXcommandXXX"}
+QSUB_WORDS |= {f"XXXextra{i}XXX" for i in range(1, 5)}
 
 
 def external_command(options: dict[str, str], out_dir: str = "External/job005/") -> list[str]:
@@ -60,7 +60,7 @@ def check_locband_command(argv: list[str]) -> None:
 def job_options(path: Path) -> dict[str, str]:
     table = starfile.read(path, always_dict=True)["joboptions_values"]
     return {str(k): ("" if str(v) in ('""', "nan") else str(v)) for k, v in
-            zip(table["rlnJobOptionVariable"], table["rlnJobOptionValue"])}
+            zip(table["rlnJobOptionVariable"], table["rlnJobOptionValue"], strict=True)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,7 +111,8 @@ def test_slurm_template_words_and_threads(tmp_path: Path) -> None:
     assert re.search(r"^#SBATCH --cpus-per-task=XXXthreadsXXX$", text, flags=re.M)
     # fill it in as RELION does and run it: the command sees the thread count RELION asked for
     values = {"XXXthreadsXXX": "3", "XXXmpinodesXXX": "1", "XXXnameXXX": "External/job005/",
-              "XXXqueueXXX": "cpu", "XXXoutfileXXX": str(tmp_path / "run.out"), "XXXerrfileXXX": str(tmp_path / "run.err"),
+              "XXXqueueXXX": "cpu", "XXXoutfileXXX": str(tmp_path / "run.out"),
+              "XXXerrfileXXX": str(tmp_path / "run.err"),
               "XXXcommandXXX": 'echo "threads=$OMP_NUM_THREADS"'}
     script = tmp_path / "job.sh"
     script.write_text(re.sub(r"XXX\w+?XXX", lambda m: values[m.group(0)], text))
@@ -153,10 +154,11 @@ def test_extrec_env_flags_against_relion_reconstruct() -> None:
 def test_schedule_structure() -> None:
     sched = starfile.read(SCHEDULE / "schedule.star", always_dict=True)
     assert sched["schedule_general"]["rlnScheduleName"] == "Schedules/locband_refine/"
-    jobs = dict(zip(sched["schedule_jobs"]["rlnScheduleJobNameOriginal"], sched["schedule_jobs"]["rlnScheduleJobMode"]))
+    table = sched["schedule_jobs"]
+    jobs = dict(zip(table["rlnScheduleJobNameOriginal"], table["rlnScheduleJobMode"], strict=True))
     assert jobs == {"refine": "new", "locband": "new"}
     edges = sched["schedule_edges"]
-    assert list(zip(edges["rlnScheduleEdgeInputNodeName"], edges["rlnScheduleEdgeOutputNodeName"])) == [
+    assert list(zip(edges["rlnScheduleEdgeInputNodeName"], edges["rlnScheduleEdgeOutputNodeName"], strict=True)) == [
         ("refine", "locband")]
     assert sched["schedule_general"]["rlnScheduleCurrentNodeName"] == "refine"
     for name in jobs:
@@ -181,7 +183,7 @@ def test_schedule_locband_job_reads_refine_output() -> None:
     opts = job_options(SCHEDULE / "locband" / "job.star")
     pipe = starfile.read(SCHEDULE / "schedule_pipeline.star", always_dict=True)
     outputs = dict(zip(pipe["pipeline_output_edges"]["rlnPipeLineEdgeToNode"],
-                       pipe["pipeline_output_edges"]["rlnPipeLineEdgeProcess"]))
+                       pipe["pipeline_output_edges"]["rlnPipeLineEdgeProcess"], strict=True))
     # the scheduler swaps Schedules/locband_refine/refine/ for the real Refine3D job folder
     assert outputs[opts["in_3dref"]] == "Schedules/locband_refine/refine/"
     opts = {**opts, "in_mask": "MaskCreate/job001/mask.mrc"}

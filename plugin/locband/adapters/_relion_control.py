@@ -66,7 +66,8 @@ class JobControl:
     def check_abort(self, stage: str = "") -> None:
         """Raise :class:`JobAborted` if the user asked to abort."""
         if self.abort_requested:
-            raise JobAborted(f"abort requested ({RELION_JOB_ABORT_NOW} found){' during ' + stage if stage else ''}")
+            where = f" during {stage}" if stage else ""
+            raise JobAborted(f"abort requested ({RELION_JOB_ABORT_NOW} found){where}")
 
     def log(self, message: str) -> None:
         """One line to stdout (``run.out``) and to ``locband.log``."""
@@ -77,7 +78,7 @@ class JobControl:
             atomic_write_text(self.out_dir / "locband.log", "\n".join(self._log_lines) + "\n")
 
     def progress(self, inner: ProgressCallback | None = None) -> ProgressCallback:
-        """A progress callback for the engine that checks for an abort request on every call."""
+        """Wrap ``inner`` into an engine progress callback that checks for an abort request on every call."""
 
         def callback(fraction: float, message: str) -> None:
             self.check_abort(message)
@@ -104,8 +105,8 @@ def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
     On a normal end it writes ``RELION_JOB_EXIT_SUCCESS``. On :class:`JobAborted` (or when
     ``RELION_JOB_ABORT_NOW`` exists at the end) it writes ``RELION_JOB_EXIT_ABORTED``. On any
     other exception, ``KeyboardInterrupt`` included, it prints the reason and the traceback to
-    stderr (``run.err``; bad input gets its one-line message only), writes ``RELION_JOB_EXIT_FAILURE`` and re-raises, so that the caller
-    can turn it into an exit code.
+    stderr (``run.err``; bad input gets its one-line message only), writes
+    ``RELION_JOB_EXIT_FAILURE`` and re-raises, so that the caller can turn it into an exit code.
 
     Raises
     ------

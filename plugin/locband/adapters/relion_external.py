@@ -265,7 +265,7 @@ def parse_relion_external_args(argv: Sequence[str]) -> Request:
 
 
 def other_half(path: str) -> str | None:
-    """The name of the other half-map: ``half1`` <-> ``half2`` in the file name; pure.
+    """Return the name of the other half-map: ``half1`` <-> ``half2`` in the file name; pure.
 
     Returns None when the file name holds no ``half1``/``half2`` token, or more than one.
     """
@@ -325,7 +325,7 @@ def resolve_half_maps(req: Request) -> HalfMaps:
 
 
 def build_output_nodes(out_dir: str, outputs: dict[str, str]) -> list[OutputNode]:
-    """The RELION nodes for the files one run wrote; pure.
+    """Build the RELION nodes for the files one run wrote; pure.
 
     Parameters
     ----------
@@ -368,7 +368,7 @@ def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
 
 
 def _group_options(tokens: Sequence[str]) -> list[str]:
-    """``['--a', '1', '--b']`` -> ``['--a 1', '--b']`` (for readable log lines)."""
+    """Join ``['--a', '1', '--b']`` into ``['--a 1', '--b']`` (for readable log lines)."""
     groups: list[str] = []
     for tok in tokens:
         if tok.startswith("--") or not groups:

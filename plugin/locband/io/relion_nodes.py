@@ -50,7 +50,7 @@ def _star_value(text: str) -> str:
 
 
 def format_output_nodes(nodes: list[OutputNode]) -> str:
-    """The text of ``RELION_OUTPUT_NODES.star`` for ``nodes``."""
+    """Return the text of ``RELION_OUTPUT_NODES.star`` for ``nodes``."""
     width = max([len(n.name) for n in nodes] + [10])
     lines = ["", "# version 30001", "", "data_output_nodes", "", "loop_",
              "_rlnPipeLineNodeName #1", "_rlnPipeLineNodeType #2", "_rlnPipeLineNodeTypeLabel #3"]
