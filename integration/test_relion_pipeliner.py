@@ -112,3 +112,17 @@ def test_failing_job_is_marked_failed_not_left_running(project: Path) -> None:
     assert (job / "RELION_JOB_EXIT_FAILURE").is_file()
     err = (job / "run.err").read_text()
     assert "mask.mrc" in err and "cannot find the other half-map" in err
+
+
+def test_wrapper_under_a_relion_named_path_gets_pipeline_control(project: Path) -> None:
+    """RELION appends --pipeline_control to any command containing "relion_"; the job must accept it."""
+    bindir = project / "relion_tools"
+    bindir.mkdir()
+    (bindir / "locband-relion-external").symlink_to(WRAPPER)
+    options = f"fn_exe == {bindir / 'locband-relion-external'};in_3dref == Refine3D/job001;nr_threads == 1;"
+    assert _run(["relion_pipeliner", "--addJob", "External", "--addJobOptions", options], project).returncode == 0
+    _run(["relion_pipeliner", "--RunJobs", "External/job001/", "--sec_wait_after", "0"], project)
+    job = project / "External" / "job001"
+    assert "--pipeline_control External/job001/" in (job / "note.txt").read_text()
+    status, _ = _pipeline(project)
+    assert status["External/job001/"] == FINISHED, _job_log(job)
