@@ -204,6 +204,46 @@ def test_half_map_errors(refine_dir: Path, tmp_path: Path, make, message: str) -
     assert message in str(exc.value)
 
 
+def _optimiser(path: Path, mask: str) -> None:
+    path.write_text("# version 30001\n# relion_refine_mpi --o Refine3D/job010/run --auto_refine\n\n"
+                    "data_optimiser_general\n\n_rlnOutputRootName Refine3D/job010/run\n"
+                    f"_rlnCurrentIteration 3\n_rlnSolventMaskName {mask}\n_rlnDoSplitRandomHalves 1\n")
+
+
+@pytest.fixture
+def refine_copy(refine_dir: Path, tmp_path: Path) -> Path:
+    d = tmp_path / "Refine3D" / "job010"
+    d.mkdir(parents=True)
+    for name in ("run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc", "mask.mrc"):
+        (d / name).write_bytes((refine_dir / name).read_bytes())
+    return d
+
+
+def test_refine3d_folder_mask_from_last_optimiser(refine_copy: Path) -> None:
+    _optimiser(refine_copy / "run_it003_optimiser.star", "elsewhere/old_mask.mrc")
+    _optimiser(refine_copy / "run_it012_optimiser.star", str(refine_copy / "mask.mrc"))
+    _optimiser(refine_copy / "run_ct3_it009_optimiser.star", "elsewhere/ct_mask.mrc")  # continued run, earlier
+    assert resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_copy))).mask == refine_copy / "mask.mrc"
+
+
+def test_refine3d_folder_mask_given_wins(refine_copy: Path, tmp_path: Path) -> None:
+    _optimiser(refine_copy / "run_it012_optimiser.star", str(refine_copy / "mask.mrc"))
+    given = str(tmp_path / "other_mask.mrc")
+    assert resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_copy), mask=given)).mask == Path(given)
+
+
+@pytest.mark.parametrize("name", ["None", "missing/mask.mrc"])
+def test_refine3d_folder_without_usable_mask(refine_copy: Path, name: str) -> None:
+    _optimiser(refine_copy / "run_it012_optimiser.star", name)
+    assert resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_copy))).mask is None
+
+
+def test_refine3d_folder_bad_optimiser_file(refine_copy: Path) -> None:
+    (refine_copy / "run_it012_optimiser.star").write_text("data_something_else\n\n_rlnFoo 1\n")
+    with pytest.raises(InputFileError, match="run_it012_optimiser.star' has no data_optimiser_general block"):
+        resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_copy)))
+
+
 # --------------------------------------------------------------------------------------------
 # output nodes
 # --------------------------------------------------------------------------------------------

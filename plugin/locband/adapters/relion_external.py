@@ -18,6 +18,8 @@ RELION argument                   locband
                                   ``half2``) or a Refine3D job folder
                                   (``run_half1_class001_unfil.mrc`` there)
 ``--in_mask MASK``                soft mask: masked FSC, report histogram, ``apply_mask``
+                                  (default with a Refine3D folder: ``rlnSolventMaskName`` of
+                                  its last ``run_it*_optimiser.star``, if that file exists)
 ``--j N``                         FFT threads
 ``--half1 F`` / ``--half2 F``     name the half-maps explicitly (override ``--in_3dref``)
 ``--angpix A``                    voxel size in Å (default: MRC header); alias ``pixel_size``
@@ -299,11 +301,14 @@ def resolve_half_maps(req: Request) -> HalfMaps:
     """
     half1, half2 = req.half1, req.half2
     ref = req.in_3dref
+    mask = req.mask
     if ref is not None and Path(ref).is_dir():
         candidate = Path(ref) / _REFINE3D_HALF1
         if not candidate.is_file():
             raise InputFileError(f"--in_3dref folder {ref!r} holds no {_REFINE3D_HALF1}: expected a finished "
                                  "Refine3D job folder (or give a half-map)")
+        if mask is None:
+            mask = _refinement_mask(Path(ref))
         ref = str(candidate)
     if ref is not None and (half1 is None or half2 is None):
         r1, r2 = _half_from_ref(ref)
@@ -321,7 +326,16 @@ def resolve_half_maps(req: Request) -> HalfMaps:
         if not Path(p).is_file():
             how = f" (found by name from --in_3dref {req.in_3dref!r})" if req.in_3dref else ""
             raise InputFileError(f"{what} {p!r}{how} does not exist")
-    return HalfMaps(Path(half1), Path(half2), Path(req.mask) if req.mask else None)
+    return HalfMaps(Path(half1), Path(half2), Path(mask) if mask else None)
+
+
+def _refinement_mask(refine_dir: Path) -> str | None:
+    """The solvent mask the Refine3D job used, if its last optimiser file names one that exists."""
+    from locband.io.relion_refine3d import last_optimiser_star, solvent_mask_name
+
+    star = last_optimiser_star(refine_dir)
+    name = solvent_mask_name(star) if star is not None else None
+    return name if name is not None and Path(name).is_file() else None
 
 
 def build_output_nodes(out_dir: str, outputs: dict[str, str]) -> list[OutputNode]:
