@@ -330,7 +330,7 @@ def resolve_half_maps(req: Request) -> HalfMaps:
 
 
 def _refinement_mask(refine_dir: Path) -> str | None:
-    """The solvent mask the Refine3D job used, if its last optimiser file names one that exists."""
+    """Return the solvent mask the Refine3D job used, if its last optimiser file names one that exists."""
     from locband.io.relion_refine3d import last_optimiser_star, solvent_mask_name
 
     star = last_optimiser_star(refine_dir)

@@ -19,7 +19,7 @@ _ITERATION = re.compile(r"_it(\d+)_optimiser\.star$")
 
 
 def last_optimiser_star(refine_dir: str | os.PathLike[str]) -> Path | None:
-    """The ``run*_itNNN_optimiser.star`` with the highest iteration in ``refine_dir``, or None."""
+    """Return the ``run*_itNNN_optimiser.star`` with the highest iteration in ``refine_dir``, or None."""
     found = [(int(m.group(1)), p) for p in Path(refine_dir).glob("*_it*_optimiser.star")
              if (m := _ITERATION.search(p.name))]
     return max(found)[1] if found else None
