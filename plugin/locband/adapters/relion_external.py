@@ -67,19 +67,20 @@ __all__ = [
     "run",
 ]
 
-#: user parameter label -> (aliases, kind, FilterParams field or Request field)
-OPTION_TABLE: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "half1": ((), "path", "half1"),
-    "half2": ((), "path", "half2"),
-    "angpix": (("pixel_size",), "positive", "pixel_size_angstrom"),
-    "band_ratio": ((), "float", "band_ratio"),
-    "window_wavelengths": ((), "float", "window_wavelengths"),
-    "noise_threshold": ((), "float", "noise_threshold"),
-    "criterion": ((), "float", "criterion"),
-    "apply_mask": ((), "bool", "apply_mask"),
-    "band_snr": ((), "bool", "keep_band_snr"),
-    "fft_backend": ((), "choice:pyfftw,scipy", "fft_backend"),
-    "report": ((), "bool", "report"),
+#: user parameter label -> (aliases, kind, FilterParams field or Request field, help)
+OPTION_TABLE: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "half1": ((), "path", "half1", "half-map 1 (overrides --in_3dref)"),
+    "half2": ((), "path", "half2", "half-map 2 (default: found by name from half 1)"),
+    "angpix": (("pixel_size",), "positive", "pixel_size_angstrom", "voxel size in Å (default: MRC header)"),
+    "band_ratio": ((), "float", "band_ratio", "ratio between band centres"),
+    "window_wavelengths": ((), "float", "window_wavelengths", "local window sigma in wavelengths of each band"),
+    "noise_threshold": ((), "float", "noise_threshold",
+                        "suppress local signal below this many noise standard deviations"),
+    "criterion": ((), "float", "criterion", "local FSC threshold for local resolution"),
+    "apply_mask": ((), "bool", "apply_mask", "multiply the filtered maps by the mask"),
+    "band_snr": ((), "bool", "keep_band_snr", "also write band_snr.mrc"),
+    "fft_backend": ((), "choice:pyfftw,scipy", "fft_backend", "FFT implementation"),
+    "report": ((), "bool", "report", "write report.png and report.pdf (default yes)"),
 }
 
 #: RELION inputs an External job may pass that locband does not use
@@ -163,10 +164,10 @@ def add_relion_external_options(parser: argparse.ArgumentParser) -> None:
     for name in _IGNORED_INPUTS:
         g.add_argument(f"--{name}", dest=name, nargs="?", const="", default=None, help=argparse.SUPPRESS)
     p = parser.add_argument_group("job parameters (paramN_label / paramN_value in the GUI)")
-    for label, (aliases, kind, _) in OPTION_TABLE.items():
-        metavar = "yes|no" if kind == "bool" else kind.split(":")[-1].replace(",", "|").upper()
+    for label, (aliases, kind, _, text) in OPTION_TABLE.items():
+        metavar = {"bool": "yes|no", "path": "MRC", "positive": "A", "float": "X"}.get(kind) or kind.split(":")[1]
         p.add_argument(*_flags(label, aliases), dest=f"param_{label}", nargs="?", const="", default=None,
-                       metavar=metavar, help=f"({kind.split(':')[0]})")
+                       metavar=metavar.replace(",", "|"), help=text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -225,7 +226,7 @@ def request_from_namespace(ns: argparse.Namespace, extra: Sequence[str] = ()) ->
     if not getattr(ns, "o", None):
         raise InputFileError("--o OUTPUT_FOLDER is required (RELION passes --o External/jobNNN/)")
     values: dict[str, Any] = {}
-    for label, (_, kind, target) in OPTION_TABLE.items():
+    for label, (_, kind, target, _) in OPTION_TABLE.items():
         raw = getattr(ns, f"param_{label}", None)
         if raw is not None:
             values[target] = _convert(label, kind, raw)

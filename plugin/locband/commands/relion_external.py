@@ -1,4 +1,4 @@
-"""Run locband as a RELION External job (what RELION's fn_exe calls).
+r"""Run locband as a RELION External job (what RELION's fn_exe calls).
 
 RELION calls:  <fn_exe> --o External/jobNNN/ --in_3dref MAP [--in_mask MASK] [--<label> <value>...] --j N
 Writes into --o: filtered.mrc, filtered_half1.mrc, filtered_half2.mrc, local_resolution.mrc,
@@ -7,8 +7,9 @@ labels) and always one of RELION_JOB_EXIT_SUCCESS / RELION_JOB_EXIT_FAILURE /
 RELION_JOB_EXIT_ABORTED (the GUI's Abort button is honoured between stages).
 
 --in_3dref may be a half-map (the other half is found by name, half1 <-> half2) or a Refine3D
-job folder. Job parameters (paramN_label / paramN_value): half1, half2, angpix, band_ratio,
-window_wavelengths, noise_threshold, criterion, apply_mask, band_snr, fft_backend, report.
+job folder (its mask: --in_mask, else the refinement's solvent mask). Job parameters
+(paramN_label / paramN_value): half1, half2, angpix, band_ratio, window_wavelengths,
+noise_threshold, criterion, apply_mask, band_snr, fft_backend, report.
 Unknown options are reported in run.out and otherwise ignored.
 
 Examples:

@@ -1,4 +1,4 @@
-"""Regenerate the report (report.png, report.pdf) of a finished run.
+r"""Regenerate the report (report.png, report.pdf) of a finished run.
 
 Reads summary.json, filtered.mrc and local_resolution.mrc from OUT_DIR, and the input
 half-maps and mask named in summary.json (or given here), and writes report.png and
