@@ -348,7 +348,7 @@ def test_abort_between_engine_stages(tmp_path: Path) -> None:
             LocalFilter(pair.half1.shape, pixel_size_angstrom=1.0)(pair.half1, pair.half2,
                                                                    progress=job.progress(user_presses_abort))
     assert len(calls) == 2  # the engine stopped at the first check after the request
-    assert _exit_files(tmp_path) == {ctl.RELION_JOB_EXIT_ABORTED, ctl.RELION_JOB_ABORT_NOW}
+    assert _exit_files(tmp_path) == {ctl.RELION_JOB_EXIT_ABORTED}
 
 
 def test_abort_requested_before_start(tmp_path: Path, refine_dir: Path) -> None:
@@ -357,7 +357,7 @@ def test_abort_requested_before_start(tmp_path: Path, refine_dir: Path) -> None:
     (out / ctl.RELION_JOB_ABORT_NOW).touch()
     rc = cli.main(["relion-external", "--o", f"{out}/", "--in_3dref", str(refine_dir)])
     assert rc == 1
-    assert _exit_files(out) == {ctl.RELION_JOB_EXIT_ABORTED, ctl.RELION_JOB_ABORT_NOW}
+    assert _exit_files(out) == {ctl.RELION_JOB_EXIT_ABORTED}
     assert not (out / "filtered.mrc").exists()
 
 

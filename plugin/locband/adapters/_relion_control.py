@@ -103,7 +103,8 @@ def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
 
     Creates ``out_dir``, removes exit files of an earlier run, then yields a :class:`JobControl`.
     On a normal end it writes ``RELION_JOB_EXIT_SUCCESS``. On :class:`JobAborted` (or when
-    ``RELION_JOB_ABORT_NOW`` exists at the end) it writes ``RELION_JOB_EXIT_ABORTED``. On any
+    ``RELION_JOB_ABORT_NOW`` exists at the end) it writes ``RELION_JOB_EXIT_ABORTED`` and removes
+    ``RELION_JOB_ABORT_NOW``. On any
     other exception, ``KeyboardInterrupt`` included, it prints the reason and the traceback to
     stderr (``run.err``; bad input gets its one-line message only), writes
     ``RELION_JOB_EXIT_FAILURE`` and re-raises, so that the caller can turn it into an exit code.
@@ -126,6 +127,10 @@ def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
     except JobAborted as exc:
         print(f"locband: {exc}; stopping", file=err, flush=True)
         _write_exit_file(out, RELION_JOB_EXIT_ABORTED)
+        # as RELION's External-job documentation asks: the request is answered, remove it, so
+        # that running the job again does not abort at once
+        with contextlib.suppress(OSError):
+            (out / RELION_JOB_ABORT_NOW).unlink()
         raise
     except (InputFileError, ValueError, TypeError) as exc:  # bad input: the message says it all
         print(f"locband: error: {exc}", file=err, flush=True)
