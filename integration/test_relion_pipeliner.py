@@ -126,3 +126,20 @@ def test_wrapper_under_a_relion_named_path_gets_pipeline_control(project: Path) 
     assert "--pipeline_control External/job001/" in (job / "note.txt").read_text()
     status, _ = _pipeline(project)
     assert status["External/job001/"] == FINISHED, _job_log(job)
+
+
+def test_queue_template_filled_in_by_relion(project: Path) -> None:
+    """RELION fills in slurm_qsub.sh itself; 'bash' stands in for sbatch (the #SBATCH lines are comments)."""
+    options = (f"fn_exe == {WRAPPER};in_3dref == Refine3D/job001/run_half1_class001_unfil.mrc;in_mask == mask.mrc;"
+               f"nr_threads == 2;do_queue == Yes;qsub == bash;qsubscript == {TEMPLATES / 'slurm_qsub.sh'};"
+               "queuename == cpu;")
+    assert _run(["relion_pipeliner", "--addJob", "External", "--addJobOptions", options], project).returncode == 0
+    _run(["relion_pipeliner", "--RunJobs", "External/job001/", "--sec_wait_after", "0"], project)
+    job = project / "External" / "job001"
+    script = (job / "run_submit.script").read_text()
+    assert "#SBATCH --cpus-per-task=2\n" in script and "export OMP_NUM_THREADS=2\n" in script
+    assert "XXX" not in script  # every placeholder is one RELION knows
+    assert f"{WRAPPER} --o External/job001/" in script and " --j 2" in script
+    status, nodes = _pipeline(project)
+    assert status["External/job001/"] == FINISHED, _job_log(job)
+    assert nodes["External/job001/local_resolution.mrc"] == 12
