@@ -144,3 +144,18 @@ def test_queue_template_filled_in_by_relion(project: Path) -> None:
     status, nodes = _pipeline(project)
     assert status["External/job001/"] == FINISHED, _job_log(job)
     assert nodes["External/job001/local_resolution.mrc"] == 12
+
+
+def test_schedule_template_is_read_by_relion_scheduler(project: Path) -> None:
+    """relion_scheduler 3.1 reads the shipped Schedule and sets a variable in it (read + write round trip)."""
+    shutil.copytree(TEMPLATES / "schedule_3.1" / "Schedules", project / "Schedules")
+    proc = _run(["relion_scheduler", "--schedule", "locband_refine", "--set_var", "mask", "--value", "mask.mrc"],
+                project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sched = starfile.read(project / "Schedules/locband_refine/schedule.star", always_dict=True)
+    strings = dict(zip(sched["schedule_strings"]["rlnScheduleStringVariableName"],
+                       sched["schedule_strings"]["rlnScheduleStringVariableValue"], strict=True))
+    assert strings["mask"] == "mask.mrc"
+    edges = sched["schedule_edges"]
+    assert list(zip(edges["rlnScheduleEdgeInputNodeName"], edges["rlnScheduleEdgeOutputNodeName"], strict=True)) == [
+        ("refine", "locband")]
