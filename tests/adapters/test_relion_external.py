@@ -410,6 +410,13 @@ def test_cli_job_without_o_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--o OUTPUT_FOLDER is required" in capsys.readouterr().err
 
 
+def test_cli_job_with_unusable_o_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a_file").write_text("")
+    assert cli.main(["relion-external", "--o", str(tmp_path / "a_file" / "job"), "--in_3dref", "x.mrc"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be created" in err and str(tmp_path / "a_file" / "job") in err
+
+
 def _wrapper_env(python: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["LOCBAND_PYTHON"] = python

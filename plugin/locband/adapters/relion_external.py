@@ -50,6 +50,7 @@ from typing import Any, NoReturn, TextIO
 
 from locband.adapters._relion_control import JobAborted, JobControl, relion_job
 from locband.engine.params import FilterParams
+from locband.io.atomic import ensure_output_dir
 from locband.io.errors import InputFileError
 from locband.io.relion_nodes import OutputNode, write_output_nodes
 
@@ -362,6 +363,7 @@ def build_output_nodes(out_dir: str, outputs: dict[str, str]) -> list[OutputNode
 def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     from locband.commands._common import TerminalProgress
     from locband.pipeline import filter_files
+    from locband.report import REPORT_NAMES
 
     for item in _group_options(req.ignored):
         job.log(f"ignoring {item!r} (not a locband option)")
@@ -372,9 +374,9 @@ def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
                            pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=req.threads,
                            backend=req.fft_backend, report=req.report, progress=progress)
     job.check_abort("writing the outputs")
-    written = {k: v for k, v in summary["outputs"].items()}
-    if req.report and (Path(req.out_dir) / "report.pdf").exists():
-        written["report_pdf"] = "report.pdf"
+    written = dict(summary["outputs"])
+    if req.report and (Path(req.out_dir) / REPORT_NAMES["pdf"]).is_file():
+        written["report_pdf"] = REPORT_NAMES["pdf"]
     nodes = build_output_nodes(req.out_dir, written)
     write_output_nodes(req.out_dir, nodes)
     res = summary["local_resolution_angstrom"]
@@ -420,6 +422,7 @@ def run(argv: Sequence[str], *, stdout: TextIO | None = None, stderr: TextIO | N
     if not out:
         raise InputFileError("--o OUTPUT_FOLDER is required (RELION passes --o External/jobNNN/)")
     err = stderr if stderr is not None else sys.stderr
+    ensure_output_dir(out)  # an unusable --o is reported here: no exit file can be written there
     try:
         with relion_job(out, stdout=stdout, stderr=err) as job:
             _execute(parse_relion_external_args(argv), job, stdout=stdout if stdout is not None else sys.stdout)
