@@ -21,6 +21,8 @@ __all__ = ["main", "SUBCOMMANDS"]
 SUBCOMMANDS: dict[str, str] = {
     "filter": "filter_cmd",
     "demo": "demo",
+    "report": "report",
+    "relion-external": "relion_external",
     "cryosparc": "cryosparc",
 }
 

@@ -1,0 +1,146 @@
+"""RELION job lifecycle: exit files, abort requests and the job log.
+
+RELION's pipeliner knows that a job has ended only from a file the job leaves in its output
+folder (``src/pipeline_control.h``): ``RELION_JOB_EXIT_SUCCESS``, ``RELION_JOB_EXIT_FAILURE`` or,
+after the user pressed *Abort* (which creates ``RELION_JOB_ABORT_NOW``),
+``RELION_JOB_EXIT_ABORTED``. A job that ends without one of them stays "Running" forever and
+blocks ``relion_pipeliner --RunJobs`` and Schedules, so :func:`relion_job` writes one on every
+way out, including errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from locband.io.atomic import atomic_write_text, ensure_output_dir
+from locband.io.errors import InputFileError
+
+__all__ = [
+    "RELION_JOB_EXIT_SUCCESS",
+    "RELION_JOB_EXIT_FAILURE",
+    "RELION_JOB_EXIT_ABORTED",
+    "RELION_JOB_ABORT_NOW",
+    "EXIT_FILES",
+    "JobAborted",
+    "JobControl",
+    "relion_job",
+]
+
+# Names exactly as in RELION's src/pipeline_control.h
+RELION_JOB_EXIT_SUCCESS = "RELION_JOB_EXIT_SUCCESS"
+RELION_JOB_EXIT_FAILURE = "RELION_JOB_EXIT_FAILURE"
+RELION_JOB_EXIT_ABORTED = "RELION_JOB_EXIT_ABORTED"
+RELION_JOB_ABORT_NOW = "RELION_JOB_ABORT_NOW"
+
+#: the files that tell RELION a job has ended
+EXIT_FILES = (RELION_JOB_EXIT_SUCCESS, RELION_JOB_EXIT_FAILURE, RELION_JOB_EXIT_ABORTED)
+
+ProgressCallback = Callable[[float, str], None]
+
+
+class JobAborted(Exception):
+    """The user asked RELION to abort the job (``RELION_JOB_ABORT_NOW`` appeared)."""
+
+
+class JobControl:
+    """Handle of a running RELION job: abort checks, progress and the job log.
+
+    Log lines go to stdout (RELION appends them to ``run.out``) and to ``<o>/locband.log``.
+    """
+
+    def __init__(self, out_dir: Path, *, stdout: TextIO | None = None) -> None:
+        self.out_dir = out_dir
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self._log_lines: list[str] = []
+
+    @property
+    def abort_requested(self) -> bool:
+        """True once ``RELION_JOB_ABORT_NOW`` exists in the output folder."""
+        return (self.out_dir / RELION_JOB_ABORT_NOW).exists()
+
+    def check_abort(self, stage: str = "") -> None:
+        """Raise :class:`JobAborted` if the user asked to abort."""
+        if self.abort_requested:
+            where = f" during {stage}" if stage else ""
+            raise JobAborted(f"abort requested ({RELION_JOB_ABORT_NOW} found){where}")
+
+    def log(self, message: str) -> None:
+        """One line to stdout (``run.out``) and to ``locband.log``."""
+        line = f"locband: {message}"
+        print(line, file=self.stdout, flush=True)
+        self._log_lines.append(line)
+        with contextlib.suppress(OSError):
+            atomic_write_text(self.out_dir / "locband.log", "\n".join(self._log_lines) + "\n")
+
+    def progress(self, inner: ProgressCallback | None = None) -> ProgressCallback:
+        """Wrap ``inner`` into an engine progress callback that checks for an abort request on every call."""
+
+        def callback(fraction: float, message: str) -> None:
+            self.check_abort(message)
+            if inner is not None:
+                inner(fraction, message)
+
+        return callback
+
+
+def _write_exit_file(out_dir: Path, name: str) -> None:
+    for stale in EXIT_FILES:
+        if stale != name:
+            with contextlib.suppress(OSError):
+                (out_dir / stale).unlink()
+    atomic_write_text(out_dir / name, "")
+
+
+@contextlib.contextmanager
+def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
+               stderr: TextIO | None = None) -> Iterator[JobControl]:
+    """Run the body as a RELION job in ``out_dir`` and always leave an exit file.
+
+    Creates ``out_dir``, removes exit files of an earlier run, then yields a :class:`JobControl`.
+    On a normal end it writes ``RELION_JOB_EXIT_SUCCESS``. On :class:`JobAborted` (or when
+    ``RELION_JOB_ABORT_NOW`` exists at the end) it writes ``RELION_JOB_EXIT_ABORTED`` and removes
+    ``RELION_JOB_ABORT_NOW``. On any
+    other exception, ``KeyboardInterrupt`` included, it prints the reason and the traceback to
+    stderr (``run.err``; bad input gets its one-line message only), writes
+    ``RELION_JOB_EXIT_FAILURE`` and re-raises, so that the caller can turn it into an exit code.
+
+    Raises
+    ------
+    InputFileError
+        ``out_dir`` cannot be created (no exit file can be written then).
+    """
+    err = stderr if stderr is not None else sys.stderr
+    out = ensure_output_dir(out_dir)
+    for stale in EXIT_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (out / stale).unlink()
+    job = JobControl(out, stdout=stdout)
+    try:
+        job.check_abort("start-up")
+        yield job
+        job.check_abort("the last stage")
+    except JobAborted as exc:
+        print(f"locband: {exc}; stopping", file=err, flush=True)
+        _write_exit_file(out, RELION_JOB_EXIT_ABORTED)
+        # as RELION's External-job documentation asks: the request is answered, remove it, so
+        # that running the job again does not abort at once
+        with contextlib.suppress(OSError):
+            (out / RELION_JOB_ABORT_NOW).unlink()
+        raise
+    except (InputFileError, ValueError, TypeError) as exc:  # bad input: the message says it all
+        print(f"locband: error: {exc}", file=err, flush=True)
+        _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
+        raise
+    except BaseException as exc:
+        print(f"locband: job failed: {type(exc).__name__}: {exc}", file=err)
+        traceback.print_exc(file=err)
+        err.flush()
+        _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
+        raise
+    else:
+        _write_exit_file(out, RELION_JOB_EXIT_SUCCESS)
