@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from locband.engine import _fft
 
-__all__ = ["reconstruct_from_sums", "soft_mask_outside_map", "padded_size"]
+__all__ = ["reconstruct_from_sums", "forward_sums", "simulate_half_sums", "soft_mask_outside_map", "padded_size"]
 
 _SOFT_EDGE_VOXELS = 3.0  # RELION's softMaskOutsideMap default cosine width
 _WEIGHT_FLOOR_FRACTION = 1e-3  # RELION: weights floored at 1/1000 of the shell's mean weight
@@ -253,3 +253,111 @@ def _check_tau2(tau2: npt.ArrayLike, n: int, tau2_fudge: float) -> npt.NDArray[n
     if not (math.isfinite(tau2_fudge) and tau2_fudge > 0):
         raise ValueError(f"tau2_fudge must be a finite number > 0, got {tau2_fudge!r}")
     return t
+
+
+def forward_sums(volume: npt.ArrayLike, *, padding_factor: float,
+                 weight: npt.ArrayLike) -> npt.NDArray[np.complex64]:
+    """Data sums that reconstruct (without prior) to ``volume``: the inverse of the steps above.
+
+    For tests and simulations with a known answer: ``reconstruct_from_sums(forward_sums(v, W), W,
+    current_size=N)`` returns ``v`` up to the band limit of the current size (and the corner
+    soft mask, which leaves compact objects alone).
+
+    Parameters
+    ----------
+    volume : (N, N, N) array_like of float
+        Map centred at voxel ``N // 2``.
+    padding_factor : float
+        RELION's ``--pad``.
+    weight : (P, P, P//2 + 1) array_like of float
+        The weights the sums were accumulated with (``D = F W``).
+
+    Returns
+    -------
+    (P, P, P//2 + 1) ndarray of complex64
+        ``D``, with RELION's scale and layout.
+    """
+    v = np.asarray(volume, dtype=np.float64)
+    n = v.shape[0]
+    if v.ndim != 3 or v.shape != (n, n, n):
+        raise ValueError(f"volume must be a cubic (N, N, N) array, got shape {v.shape}")
+    pad = float(padding_factor)
+    p = padded_size(n, pad)
+    w = np.asarray(weight, dtype=np.float64)
+    if w.shape != (p, p, p // 2 + 1):
+        raise ValueError(f"weight must have shape {(p, p, p // 2 + 1)}, got {w.shape}")
+    s = np.sinc(_radius_from_centre(n) / (n * pad))
+    big = np.zeros((p, p, p))
+    lo = p // 2 - n // 2
+    big[lo:lo + n, lo:lo + n, lo:lo + n] = v * s * s
+    big = np.roll(big, (-(p // 2),) * 3, axis=(0, 1, 2))
+    f = np.fft.rfftn(big) / big.size * (pad ** 3 * n)
+    return (f * w).astype(np.complex64)
+
+
+def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, current_size: int | None = None,
+                       noise_power: float = 1.0, seed: int = 0, tau2_fudge: float = 1.0
+                       ) -> tuple[npt.NDArray[np.complex64], npt.NDArray[np.complex64], npt.NDArray[np.float32],
+                                  npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Two half sets' Fourier sums of a known map, as relion_refine hands them to the hook.
+
+    For tests and benchmarks. Weights are smooth and anisotropic; each half gets independent
+    complex Gaussian noise of variance ``noise_power * W`` (so the unregularised half is the
+    truth plus noise of power ``noise_power / W``). tau2 and FSC follow RELION's own
+    ``updateSSNRarrays``: the FSC of the two unregularised halves per shell (clipped to
+    [0.001, 0.999]), ``sigma2 = 1 / (pad³ <W>)`` and ``tau2 = T FSC / (1 - FSC) sigma2``.
+
+    Parameters
+    ----------
+    truth : (N, N, N) array_like
+        The map (centred at ``N // 2``).
+    padding_factor : float
+        RELION's ``--pad``.
+    current_size : int, optional
+        Fourier box in use (default ``N``).
+    noise_power : float
+        Noise power per unit weight.
+    seed : int
+        Random seed.
+    tau2_fudge : float
+        ``T``.
+
+    Returns
+    -------
+    data1, data2 : (P, P, P//2 + 1) ndarray of complex64
+    weight : (P, P, P//2 + 1) ndarray of float32
+        The same for both halves.
+    tau2, fsc : (N//2 + 1,) ndarray of float64
+    """
+    v = np.asarray(truth, dtype=np.float64)
+    n = v.shape[0]
+    pad = float(padding_factor)
+    cur = n if current_size is None else int(current_size)
+    p = padded_size(n, pad)
+    shape = (p, p, p // 2 + 1)
+    r2 = _freq_index_sq(shape)
+    inside = r2 < int(math.floor(cur // 2 * pad + 0.5)) ** 2
+    kz = np.fft.fftfreq(p, 1.0 / p)[:, None, None]
+    w = 1000.0 * np.exp(-np.sqrt(r2) / p) * (1.0 + 0.3 * np.cos(2 * np.pi * kz / p) ** 2)
+    w = np.where(inside, w, 0.0)
+    rng = np.random.default_rng(seed)
+    clean = forward_sums(v, padding_factor=pad, weight=w).astype(np.complex128)
+    halves = []
+    for _ in range(2):
+        noise = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+        halves.append(np.where(inside, clean + noise * np.sqrt(noise_power * w / 2.0), 0))
+    x1, x2 = (np.divide(h, w, out=np.zeros(shape, complex), where=w > 0) for h in halves)
+    shell = np.floor(np.sqrt(r2) / pad + 0.5).astype(np.int64).ravel()
+    keep = inside.ravel() & (shell <= n // 2)
+    m = n // 2 + 1
+    cross = np.bincount(shell[keep], (x1 * x2.conj()).real.ravel()[keep], minlength=m)[:m]
+    p1 = np.bincount(shell[keep], (np.abs(x1) ** 2).ravel()[keep], minlength=m)[:m]
+    p2 = np.bincount(shell[keep], (np.abs(x2) ** 2).ravel()[keep], minlength=m)[:m]
+    fsc = np.divide(cross, np.sqrt(p1 * p2), out=np.zeros(m), where=p1 * p2 > 0)
+    wsum = np.bincount(shell[keep], w.ravel()[keep], minlength=m)[:m]
+    cnt = np.bincount(shell[keep], minlength=m)[:m]
+    sigma2 = np.divide(cnt, pad ** 3 * wsum, out=np.zeros(m), where=wsum > 0)
+    f = np.clip(fsc, 0.001, 0.999)
+    tau2 = np.where(cnt > 0, tau2_fudge * f / (1 - f) * sigma2, 0.0)
+    fsc[cnt == 0] = 0.0
+    return (halves[0].astype(np.complex64), halves[1].astype(np.complex64), w.astype(np.float32), tau2, fsc)
