@@ -57,7 +57,7 @@ def _build_map_weight(weight: npt.NDArray[np.float64], r2: npt.NDArray[np.int64]
     inv = np.zeros_like(w)
     pos = t > 0
     inv[pos] = 1.0 / (padding_factor ** 3 * tau2_fudge * t[pos])
-    zero = ~pos & (w > 1e-20)  # RELION: tau2 = 0 -> a prior 1000x the data weight
+    zero = ~pos & (w > 1e-20)  # RELION: where tau2 = 0 the prior term is 1 / (0.001 W)
     inv[zero] = 1.0 / (_WEIGHT_FLOOR_FRACTION * w[zero])
     out[inside] = w + inv
     return out
@@ -287,11 +287,14 @@ def forward_sums(volume: npt.ArrayLike, *, padding_factor: float,
     if w.shape != (p, p, p // 2 + 1):
         raise ValueError(f"weight must have shape {(p, p, p // 2 + 1)}, got {w.shape}")
     s = np.sinc(_radius_from_centre(n) / (n * pad))
-    big = np.zeros((p, p, p))
-    lo = p // 2 - n // 2
+    pe = p + p % 2  # the even grid the reconstruction transforms on (see reconstruct_from_sums)
+    big = np.zeros((pe, pe, pe))
+    lo = pe // 2 - n // 2
     big[lo:lo + n, lo:lo + n, lo:lo + n] = v * s * s
-    big = np.roll(big, (-(p // 2),) * 3, axis=(0, 1, 2))
+    big = np.roll(big, (-(pe // 2),) * 3, axis=(0, 1, 2))
     f = np.fft.rfftn(big) / big.size * (pad ** 3 * n)
+    idx = np.fft.fftfreq(p, 1.0 / p).astype(np.int64) % pe
+    f = f[np.ix_(idx, idx, np.arange(p // 2 + 1))]
     return (f * w).astype(np.complex64)
 
 
