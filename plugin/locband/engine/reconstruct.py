@@ -304,9 +304,10 @@ def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, cur
                                   npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Two half sets' Fourier sums of a known map, as relion_refine hands them to the hook.
 
-    For tests and benchmarks. Weights are smooth and anisotropic; each half gets independent
-    complex Gaussian noise of variance ``noise_power * W`` (so the unregularised half is the
-    truth plus noise of power ``noise_power / W``). tau2 and FSC follow RELION's own
+    For tests and benchmarks. Weights are smooth and anisotropic. Each half gets independent
+    noise that, like the noise of particle images, lives in the original box: white noise of
+    variance ``noise_power`` per voxel, carried to the padded grid as the signal is and scaled by
+    ``sqrt(W)``, so the unregularised half is the truth plus that noise filtered by ``1/sqrt(W)``. tau2 and FSC follow RELION's own
     ``updateSSNRarrays``: the FSC of the two unregularised halves per shell (clipped to
     [0.001, 0.999]), ``sigma2 = 1 / (pad³ <W>)`` and ``tau2 = T FSC / (1 - FSC) sigma2``.
 
@@ -319,7 +320,7 @@ def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, cur
     current_size : int, optional
         Fourier box in use (default ``N``).
     noise_power : float
-        Noise power per unit weight.
+        Noise variance per voxel of the box (before the ``1/sqrt(W)`` filter).
     seed : int
         Random seed.
     tau2_fudge : float
@@ -347,8 +348,11 @@ def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, cur
     clean = forward_sums(v, padding_factor=pad, weight=w).astype(np.complex128)
     halves = []
     for _ in range(2):
-        noise = rng.normal(size=shape) + 1j * rng.normal(size=shape)
-        halves.append(np.where(inside, clean + noise * np.sqrt(noise_power * w / 2.0), 0))
+        # noise confined to the original box, as the noise of the particle images is: white noise
+        # of the box, carried to the padded grid like the signal, then scaled by sqrt(W)
+        box_noise = rng.standard_normal(v.shape) * math.sqrt(noise_power)
+        noise = forward_sums(box_noise, padding_factor=pad, weight=np.ones(shape)).astype(np.complex128)
+        halves.append(np.where(inside, clean + noise * np.sqrt(w), 0))
     x1, x2 = (np.divide(h, w, out=np.zeros(shape, complex), where=w > 0) for h in halves)
     shell = np.floor(np.sqrt(r2) / pad + 0.5).astype(np.int64).ravel()
     keep = inside.ravel() & (shell <= n // 2)
