@@ -56,6 +56,7 @@ from locband.io.relion_star import (ExternalReconstructStar, HookName, parse_hoo
                                     read_sampling_symmetry)
 
 __all__ = ["ExtRecRequest", "Rendezvous", "RendezvousError", "build_request", "detect_sequential", "run",
+           "report_failure", "partner_path", "relion_ancestor", "append_log",
            "RENDEZVOUS_DIR", "LOG_NAME", "SEQUENTIAL_FLAG"]
 
 #: folder (inside the job folder) where the two half calls meet
@@ -298,7 +299,7 @@ class Rendezvous:
     second, up to ``timeout_s``; it also stops when the calling relion_refine has exited.
     """
 
-    def __init__(self, job_dir: Path, name: HookName, star: ExternalReconstructStar, *, timeout_s: float,
+    def __init__(self, job_dir: Path, name: HookName, data_real: str, *, timeout_s: float,
                  watch_pid: int | None = None) -> None:
         if name.half is None:
             raise ValueError("a rendezvous needs a half-set call")
@@ -306,8 +307,8 @@ class Rendezvous:
         self.other = 3 - name.half
         self.folder = job_dir / RENDEZVOUS_DIR / name.pair_key
         self.name = name
-        self.own_data = star.data_real
-        self.partner_data = partner_path(star.data_real, name.half)
+        self.own_data = data_real
+        self.partner_data = partner_path(data_real, name.half)
         self.timeout_s = timeout_s
         self.watch_pid = watch_pid
 
@@ -357,7 +358,7 @@ class Rendezvous:
             return None
         if not isinstance(rec, dict) or rec.get("half") != self.other:
             return None
-        if Path(str(rec.get("data_real"))) != Path(self.partner_data) or rec.get("data_real_stamp") != now:
+        if not _same_file(str(rec.get("data_real")), self.partner_data) or rec.get("data_real_stamp") != now:
             return None
         if now["mtime_ns"] < own["mtime_ns"] - int(_STALE_SLACK_S * 1e9):
             return None
@@ -424,6 +425,29 @@ class Rendezvous:
                 folder.rmdir()
             except OSError:
                 pass
+
+
+def report_failure(star_path: str, reason: str) -> None:
+    """Best effort: leave a failure marker for the other half of a call that failed early.
+
+    Used when the hook STAR file itself cannot be read; the data file is then assumed at
+    RELION's conventional name ``<root>_external_reconstruct_data_real.mrc``. Without it the
+    other half cannot tell this marker from a stale one and waits until its timeout.
+    """
+    try:
+        name = parse_hook_name(star_path)
+    except InputFileError:
+        return
+    if name.half is None:
+        return
+    data_real = f"{name.root}_external_reconstruct_data_real.mrc"
+    if Path(data_real).is_file():
+        Rendezvous(Path(star_path).parent, name, data_real, timeout_s=1.0).fail(reason)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Same path once made absolute (RELION's paths are relative to the project folder)."""
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _alive(pid: int) -> bool:
@@ -581,7 +605,7 @@ def _run_half(req: ExtRecRequest) -> tuple[FilterResult, npt.NDArray[np.float32]
             "reconstructions then never run at the same time, so locband cannot filter them jointly. "
             f"Remove {SEQUENTIAL_FLAG} (it only saves memory), or unset RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE")
     ancestor = relion_ancestor()
-    rv = Rendezvous(req.job_dir, req.name, req.star, timeout_s=req.timeout_s,
+    rv = Rendezvous(req.job_dir, req.name, req.star.data_real, timeout_s=req.timeout_s,
                     watch_pid=ancestor[0] if ancestor else None)
     rv.begin()
     try:

@@ -50,13 +50,17 @@ def run(args: argparse.Namespace) -> int:
     """Run ``locband relion-reconstruct``."""
     from locband.adapters import relion_extrec
 
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        raise InputFileError(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
-    params = params_from_args(args)
     try:
+        if args.pixel_size is not None and not args.pixel_size > 0:
+            raise InputFileError(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
+        params = params_from_args(args)
         req = relion_extrec.build_request(args.star, pixel_size_angstrom=args.pixel_size, mask=args.mask,
                                           final_mode=args.final, timeout_s=args.timeout, params=params,  # type: ignore[arg-type]
                                           workers=args.threads, backend=args.fft_backend)
+    except (ValueError, TypeError, OSError) as exc:  # the other half must not wait for us in vain
+        relion_extrec.report_failure(args.star, f"{type(exc).__name__}: {exc}")
+        raise
+    try:
         relion_extrec.run(req, print_line=lambda s: print(s, flush=True))
     except OSError as exc:  # disk full, permissions: a one-line reason for run.err, not a traceback
         name = getattr(exc, "filename", None)
