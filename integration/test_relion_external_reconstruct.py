@@ -20,8 +20,7 @@ import pytest
 
 from locband.engine.metrics import real_space_correlation
 from locband.engine.reconstruct import reconstruct_from_sums, simulate_half_sums
-from locband.io.relion_star import (read_external_reconstruct_star, read_fourier_sums,
-                                    write_external_reconstruct_inputs)
+from locband.io.relion_star import read_external_reconstruct_star, read_fourier_sums, write_external_reconstruct_inputs
 
 pytestmark = pytest.mark.integration
 

@@ -155,7 +155,8 @@ def test_timeout_names_the_missing_partner(tmp_path: Path) -> None:
     rc, out, err = _finish(start(star, "--timeout", "0.5", cwd=tmp_path))
     assert rc == 1 and out == ""
     assert "timed out after 0.5 s waiting for half 2 of iteration 2" in err
-    assert "run_it002_class001/half2.json" in err and "run_it002_half2_class001_external_reconstruct_data_real.mrc" in err
+    assert "run_it002_class001/half2.json" in err
+    assert "run_it002_half2_class001_external_reconstruct_data_real.mrc" in err
     assert not (tmp_path / read_external_reconstruct_star(tmp_path / star).result).exists()
 
 

@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 
 from locband.io.errors import InputFileError
-from locband.io.relion_star import (parse_hook_name, read_external_reconstruct_star, read_fourier_sums,
-                                    read_job_options, read_optimiser_general, read_sampling_symmetry,
-                                    write_external_reconstruct_inputs)
+from locband.io.relion_star import (
+    parse_hook_name,
+    read_external_reconstruct_star,
+    read_fourier_sums,
+    read_job_options,
+    read_optimiser_general,
+    read_sampling_symmetry,
+    write_external_reconstruct_inputs,
+)
 
 N, PAD = 16, 2.0
 P = 32

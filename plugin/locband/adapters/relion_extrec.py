@@ -51,9 +51,17 @@ import numpy.typing as npt
 
 from locband.engine.params import FilterParams, FilterResult
 from locband.io.errors import InputFileError
-from locband.io.relion_star import (ExternalReconstructStar, HookName, parse_hook_name, read_external_reconstruct_star,
-                                    read_fourier_sums, read_job_options, read_model_general, read_optimiser_general,
-                                    read_sampling_symmetry)
+from locband.io.relion_star import (
+    ExternalReconstructStar,
+    HookName,
+    parse_hook_name,
+    read_external_reconstruct_star,
+    read_fourier_sums,
+    read_job_options,
+    read_model_general,
+    read_optimiser_general,
+    read_sampling_symmetry,
+)
 
 __all__ = ["ExtRecRequest", "Rendezvous", "RendezvousError", "build_request", "detect_sequential", "run",
            "report_failure", "partner_path", "relion_ancestor", "append_log",
@@ -224,11 +232,14 @@ def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, m
         raise InputFileError(f"--timeout must be > 0 seconds, got {timeout_s}")
     job_dir = Path(star_path).parent
     notes: list[str] = []
-    half_tag = f"_half{name.half}" if name.half else ("_half1" if _previous(name, "_half1_model.star").is_file() else "")
+    split = _previous(name, "_half1_model.star").is_file()
+    half_tag = f"_half{name.half}" if name.half else ("_half1" if split else "")
     model = _try(lambda: read_model_general(_previous(name, f"{half_tag}_model.star")), notes, "model.star")
     opt = _try(lambda: read_optimiser_general(_previous(name, "_optimiser.star")), notes, "optimiser.star")
     symmetry = _try(lambda: read_sampling_symmetry(_previous(name, "_sampling.star")), notes, "sampling.star")
-    job = _try(lambda: read_job_options(job_dir / "job.star"), notes, "job.star") if (job_dir / "job.star").is_file() else None
+    job = None
+    if (job_dir / "job.star").is_file():
+        job = _try(lambda: read_job_options(job_dir / "job.star"), notes, "job.star")
     mask_path, mask_src = mask, "--mask"
     if mask_path is None and opt and str(opt[0].get("rlnSolventMaskName", "None")) not in ("", "None"):
         mask_path, mask_src = str(opt[0]["rlnSolventMaskName"]), "optimiser.star rlnSolventMaskName"

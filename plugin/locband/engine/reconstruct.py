@@ -227,7 +227,8 @@ def _gridding_correct(vol: npt.NDArray[np.float32], pad: float) -> npt.NDArray[n
     n = vol.shape[0]
     rval = _radius_from_centre(n) / (n * pad)
     s = np.sinc(rval)  # numpy's sinc is sin(pi x) / (pi x), 1 at 0 as RELION's "r == 0: divide by 1"
-    return (vol / (s * s)).astype(np.float32)
+    out: npt.NDArray[np.float32] = (vol / (s * s)).astype(np.float32)
+    return out
 
 
 def _check_sizes(ori_size: object, padding_factor: object, current_size: object) -> tuple[int, float, int]:
@@ -295,7 +296,8 @@ def forward_sums(volume: npt.ArrayLike, *, padding_factor: float,
     f = np.fft.rfftn(big) / big.size * (pad ** 3 * n)
     idx = np.fft.fftfreq(p, 1.0 / p).astype(np.int64) % pe
     f = f[np.ix_(idx, idx, np.arange(p // 2 + 1))]
-    return (f * w).astype(np.complex64)
+    out: npt.NDArray[np.complex64] = (f * w).astype(np.complex64)
+    return out
 
 
 def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, current_size: int | None = None,
@@ -307,8 +309,8 @@ def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, cur
     For tests and benchmarks. Weights are smooth and anisotropic. Each half gets independent
     noise that, like the noise of particle images, lives in the original box: white noise of
     variance ``noise_power`` per voxel, carried to the padded grid as the signal is and scaled by
-    ``sqrt(W)``, so the unregularised half is the truth plus that noise filtered by ``1/sqrt(W)``. tau2 and FSC follow RELION's own
-    ``updateSSNRarrays``: the FSC of the two unregularised halves per shell (clipped to
+    ``sqrt(W)``, so the unregularised half is the truth plus that noise filtered by ``1/sqrt(W)``.
+    tau2 and FSC follow RELION's own ``updateSSNRarrays``: the FSC of the two unregularised halves per shell (clipped to
     [0.001, 0.999]), ``sigma2 = 1 / (pad³ <W>)`` and ``tau2 = T FSC / (1 - FSC) sigma2``.
 
     Parameters
