@@ -543,6 +543,8 @@ def _summary(req: ExtRecRequest, result: FilterResult | None, seconds: float, mo
                                                   "median": float(np.median(res)),
                                                   "p95": float(np.percentile(res, 95)), "max": float(res.max())},
                     "fsc_0143_angstrom_unmasked": _angstrom(result.fsc_unmasked.crossing(0.143), req),
+                    "fsc_0143_angstrom_masked": (None if result.fsc_masked is None else
+                                                 _angstrom(result.fsc_masked.crossing(0.143), req)),
                     "params": result.params.to_dict(), "timings": result.timings})
     return rec
 
