@@ -159,6 +159,13 @@ def test_locally_lower_snr_is_suppressed_more(project: Path) -> None:
     assert ratio_strong > 1.0
 
 
+def test_multibody_halves_are_filtered_per_body(project: Path) -> None:
+    stars = write_job(Path("MultiBody/job020"), kind="body")
+    res = _run_pair(stars)
+    assert all(isinstance(r, dict) and r["case"] == "half" and r["body"] == 1 for r in res.values()), res
+    assert (Path("MultiBody/job020") / relion_extrec.RENDEZVOUS_DIR / "run_it002_body001" / "half2.mrc").is_file()
+
+
 def test_final_gets_relions_plain_map(project: Path) -> None:
     stars = write_job(JOB, halves=(0,))
     rec = relion_extrec.run(relion_extrec.build_request(stars[0]), print_line=lambda s: None)

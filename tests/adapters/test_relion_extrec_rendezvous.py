@@ -93,7 +93,10 @@ def test_stale_state_of_a_crashed_run_is_never_used(tmp_path: Path) -> None:
     # half 1 alone must neither take the stale half-2 map nor the stale failure marker
     rc, _, err = _finish(start(stars[1], "--timeout", "1", cwd=tmp_path))
     assert rc == 1 and "timed out after 1 s waiting for half 2" in err
-    # with both halves of the re-run: success, and half 2's new map is the one used
+    # that attempt failed too; the next re-run (arrays rewritten again) has both halves: success
+    time.sleep(0.01)
+    stars = write_job(tmp_path / JOB, n=24, seed=20)
+    stars = {h: os.path.relpath(s, tmp_path) for h, s in stars.items()}
     procs = {h: start(stars[h], cwd=tmp_path) for h in (1, 2)}
     res = {h: _finish(p) for h, p in procs.items()}
     assert res[1][0] == 0 and res[2][0] == 0, (res[1][2], res[2][2])
@@ -203,3 +206,30 @@ def test_wrapper_finds_python(tmp_path: Path, found: str) -> None:
     else:
         assert "ARGS=-m locband.cli relion-reconstruct --threads 2 x_external_reconstruct.star" in called
         assert str(WRAPPER.parent.parent / "plugin") in called.replace("/wrappers/..", "")
+
+
+def test_waiting_stops_when_relion_refine_exits(tmp_path: Path) -> None:
+    import subprocess
+
+    stars = write_job(tmp_path / JOB, n=24, halves=(1,))
+    star = os.path.relpath(stars[1], tmp_path)
+    # a stand-in for relion_refine_mpi that calls the hook as RELION does (system() -> sh -c)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "relion_refine_mpi"
+    fake.write_text(f'#!/bin/sh\nsh -c "{WRAPPER} --timeout {GUARD_S} {star}" 2> "{tmp_path}/hook.err"\n'
+                    f'echo $? > "{tmp_path}/hook.rc"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    from _extrec_job import env
+
+    relion = subprocess.Popen([str(fake)], cwd=tmp_path, env=env())
+    rv_json = tmp_path / JOB / relion_extrec.RENDEZVOUS_DIR / "run_it002_class001" / "half1.json"
+    t0 = time.monotonic()
+    while not rv_json.exists() and time.monotonic() - t0 < GUARD_S:  # the hook is waiting for half 2
+        time.sleep(0.05)
+    relion.kill()  # relion_refine dies (e.g. MPI_Abort); the hook is orphaned
+    relion.wait()
+    t0 = time.monotonic()
+    while not (tmp_path / "hook.err").read_text() and time.monotonic() - t0 < GUARD_S:
+        time.sleep(0.05)
+    assert "has exited while half 1 was waiting for half 2" in (tmp_path / "hook.err").read_text()

@@ -177,7 +177,8 @@ def _ancestor_commands(max_depth: int = 8) -> list[tuple[int, str]]:
 def relion_ancestor() -> tuple[int, str] | None:
     """The calling relion_refine process (pid, command line), if it can be found."""
     for pid, cmd in _ancestor_commands():
-        if "relion_refine" in cmd.split(" ", 1)[0]:
+        # the program itself, or a script run by an interpreter (argv[1])
+        if any("relion_refine" in Path(tok).name for tok in cmd.split()[:2]):
             return pid, cmd
     return None
 

@@ -11,7 +11,7 @@ errors to stderr (run.err) with exit code 1. RELION's FSC is never rewritten.
 
 Examples:
   export RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=/opt/locband/wrappers/locband-relion-reconstruct
-  mpirun -n 3 -x RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE relion_refine_mpi --auto_refine --split_random_halves ... --external_reconstruct
+  mpirun -n 3 -x RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE relion_refine_mpi --auto_refine ... --external_reconstruct
   # options go into the variable (RELION runs it through sh -c):
   export RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE="/opt/locband/wrappers/locband-relion-reconstruct --threads 4"
   # by hand, on the files of one call:
