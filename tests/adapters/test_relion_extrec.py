@@ -213,6 +213,34 @@ def test_stale_feedback_star_is_removed(project: Path) -> None:
 
 # -- command line ------------------------------------------------------------------------------
 
+@pytest.mark.parametrize(("argv", "field", "value"), [
+    ([], "final_mode", "plain"),
+    (["--final", "filter"], "final_mode", "filter"),
+    ([], "timeout_s", 1800.0),
+    (["--timeout", "5"], "timeout_s", 5.0),
+    (["--threads", "3"], "workers", 3),
+    (["--fft-backend", "scipy"], "backend", "scipy"),
+    (["--mask", "m.mrc"], "mask_path", "m.mrc"),
+    (["--pixel-size", "1.25"], "pixel_size_angstrom", 1.25),
+    (["--band-ratio", "1.5"], "params.band_ratio", 1.5),
+    (["--window-wavelengths", "3"], "params.window_wavelengths", 3.0),
+    (["--noise-threshold", "2"], "params.noise_threshold", 2.0),
+    (["--criterion", "0.5"], "params.criterion", 0.5),
+    (["--apply-mask"], "params.apply_mask", True),
+    (["--band-snr"], "params.keep_band_snr", True),
+])
+def test_option_translation(project: Path, argv: list[str], field: str, value: Any) -> None:
+    from locband.commands import relion_reconstruct
+
+    stars = write_job(JOB, halves=(1,))
+    args, _ = cli.build_parser().parse_known_args(["relion-reconstruct", *argv, stars[1]])
+    req = relion_reconstruct.request_from_args(args)
+    obj: Any = req
+    for part in field.split("."):
+        obj = getattr(obj, part)
+    assert obj == value
+
+
 def test_cli_writes_map_and_log(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     stars = write_job(JOB, halves=(0,), split=False)
     assert cli.main(["relion-reconstruct", stars[0]]) == 0

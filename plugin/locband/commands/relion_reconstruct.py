@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from locband.commands._common import add_common_filter_args, params_from_args
 from locband.io.errors import InputFileError
 
-__all__ = ["add_args", "run"]
+__all__ = ["add_args", "request_from_args", "run"]
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -45,17 +46,24 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_common_filter_args(parser)
 
 
+def request_from_args(args: argparse.Namespace) -> Any:
+    """Translate the parsed options into an :class:`~locband.adapters.relion_extrec.ExtRecRequest`."""
+    from locband.adapters import relion_extrec
+
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        raise InputFileError(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
+    params = params_from_args(args)
+    return relion_extrec.build_request(args.star, pixel_size_angstrom=args.pixel_size, mask=args.mask,
+                                       final_mode=args.final, timeout_s=args.timeout, params=params,  # type: ignore[arg-type]
+                                       workers=args.threads, backend=args.fft_backend)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``locband relion-reconstruct``."""
     from locband.adapters import relion_extrec
 
     try:
-        if args.pixel_size is not None and not args.pixel_size > 0:
-            raise InputFileError(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
-        params = params_from_args(args)
-        req = relion_extrec.build_request(args.star, pixel_size_angstrom=args.pixel_size, mask=args.mask,
-                                          final_mode=args.final, timeout_s=args.timeout, params=params,  # type: ignore[arg-type]
-                                          workers=args.threads, backend=args.fft_backend)
+        req = request_from_args(args)
     except (ValueError, TypeError, OSError) as exc:  # the other half must not wait for us in vain
         relion_extrec.report_failure(args.star, f"{type(exc).__name__}: {exc}")
         raise
