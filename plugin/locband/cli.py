@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "filter": "filter_cmd",
     "demo": "demo",
     "report": "report",
+    "relion-reconstruct": "relion_reconstruct",
     "relion-external": "relion_external",
     "cryosparc": "cryosparc",
 }
