@@ -51,7 +51,11 @@ _CHILD = textwrap.dedent("""
     rc = main(argv)
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    peak_mb, cpu = ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
+    cpu = ru.ru_utime + ru.ru_stime
+    # VmHWM: peak RSS of this process image. (ru_maxrss would also count the parent's pages
+    # that this child shared between fork and exec: Linux carries it across exec.)
+    with open("/proc/self/status") as fh:
+        peak_mb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
     # the transforms no method can avoid: forward + inverse of each half, same threads
     h = [read_map(p).data for p in argv[1:3]]
     t1 = time.perf_counter()

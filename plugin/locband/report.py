@@ -30,12 +30,24 @@ REPORT_NAMES = {"png": "report.png", "pdf": "report.pdf"}
 
 _HIST_BINS = 40
 _PNG_DPI = 100
+#: histogram and colour range use an even stride of at most this many voxels (memory at 256^3+)
+_MAX_SAMPLES = 2_000_000
 
 
 def _central_slices(vol: npt.NDArray[np.floating[Any]]) -> list[npt.NDArray[np.floating[Any]]]:
     """Return the central xy slice (fixed z) and xz slice (fixed y) of a (nz, ny, nx) volume."""
     nz, ny, _ = vol.shape
     return [np.asarray(vol[nz // 2]), np.asarray(vol[:, ny // 2, :])]
+
+
+def _sample(local_res: npt.NDArray[np.floating[Any]], inside: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.floating[Any]], int]:
+    """Finite local-resolution values inside the mask, evenly strided down to ``_MAX_SAMPLES``.
+
+    Returns the values and the stride (each sampled voxel stands for ``stride`` voxels).
+    """
+    stride = max(1, -(-local_res.size // _MAX_SAMPLES))
+    values = np.asarray(local_res).ravel()[::stride][np.asarray(inside).ravel()[::stride]]
+    return values[np.isfinite(values)], stride
 
 
 def _inside(mask: npt.NDArray[np.floating[Any]] | None, shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
@@ -80,12 +92,12 @@ def _draw_fsc(ax: Any, summary: dict[str, Any]) -> None:
 
 def _draw_histogram(ax: Any, local_res: npt.NDArray[np.floating[Any]], inside: npt.NDArray[np.bool_],
                     within: str) -> None:
-    values = np.asarray(local_res)[inside]
-    values = values[np.isfinite(values)]
+    values, stride = _sample(local_res, inside)
     if values.size == 0:
         ax.text(0.5, 0.5, "no voxels", ha="center", va="center", transform=ax.transAxes)
         return
-    ax.hist(values, bins=_HIST_BINS, color="tab:purple", alpha=0.8)
+    # a strided sample stands for `stride` voxels each: the counts stay those of the volume
+    ax.hist(values, bins=_HIST_BINS, weights=np.full(values.size, float(stride)), color="tab:purple", alpha=0.8)
     med = float(np.median(values))
     ax.axvline(med, color="k", ls="--", lw=1, label=f"median {med:.2f} Å")
     ax.set_xlabel("local resolution (Å)")
@@ -120,15 +132,14 @@ def render_report(*, summary: dict[str, Any], raw: npt.NDArray[np.floating[Any]]
     inside = _inside(mask, local_resolution.shape)
     within = "mask > 0.5" if mask is not None else "whole box"
     _draw_histogram(fig.add_subplot(gs[0, 2]), local_resolution, inside, within)
-    sel = np.asarray(local_resolution)[inside]
-    sel = sel[np.isfinite(sel)] if sel.size else np.asarray(local_resolution).ravel()
+    sel, _ = _sample(local_resolution, inside)
     vmin, vmax = (np.percentile(sel, [2, 98]) if sel.size else (0.0, 1.0))
     vmax = vmax if vmax > vmin else vmin + 1e-3
     raw_slices = _central_slices(raw) if raw is not None else [None, None]
     names = ["xy (central z)", "xz (central y)"]
     image = None
     panels = zip(raw_slices, _central_slices(filtered), _central_slices(local_resolution),
-                 _central_slices(inside.astype(np.float32)), names, strict=True)
+                 [sl.astype(np.float32) for sl in _central_slices(inside)], names, strict=True)
     for row, (rs, fs, ls, ins, name) in enumerate(panels, start=1):
         _grey(fig.add_subplot(gs[row, 0]), rs, f"input (mean of halves), {name}")
         _grey(fig.add_subplot(gs[row, 1]), fs, f"filtered, {name}")

@@ -164,14 +164,16 @@ class LocalFilter:
                                       npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Band ``b``'s crop indices, band weight and the two windows, made once per filter.
 
-        The band weights of full-size bands are not kept (at 256^3 they would cost about
-        100 MB); everything else is small and reused by every later call.
+        Band weights are kept only for grids of at most a quarter of the box (at 256^3 the
+        larger ones would cost about 140 MB, against a 1 GiB target); everything else is small
+        and reused by every later call.
         """
         cached = self._setup_cache.get(b)
         if cached is not None:
             idx, w, sidx, gs, gn = cached
             if w is None:
-                w = band_weight(np.sqrt(frequency_squared(self.shape, self._steps)), np.asarray(self.layout.centres), b)
+                s2 = frequency_squared(self.shape, self._steps)
+                w = band_weight(np.sqrt(s2 if idx is None else s2[idx]), np.asarray(self.layout.centres), b)
             return idx, w, sidx, gs, gn
         lay = self.layout
         grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
@@ -185,7 +187,8 @@ class LocalFilter:
         s2_small = s2 if sidx is None else s2[sidx]
         gs = gaussian_window(s2_small, lay.sigma_voxels[b])
         gn = gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW)
-        self._setup_cache[b] = (idx, None if idx is None else w, sidx, gs, gn)
+        keep = 4 * int(np.prod(grid)) <= int(np.prod(self.shape))
+        self._setup_cache[b] = (idx, w if keep else None, sidx, gs, gn)
         return idx, w, sidx, gs, gn
 
     def _small_mask(self, small: tuple[int, ...]) -> npt.NDArray[np.float32] | None:
