@@ -61,7 +61,9 @@ def add_common_filter_args(parser: argparse.ArgumentParser) -> None:
     """Options of the engine shared by every subcommand that filters."""
     d = FilterParams()
     g = parser.add_argument_group("filter settings")
-    g.add_argument("--threads", type=int, default=1, metavar="N", help="FFT threads (default 1)")
+    g.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="FFT threads (default 1); give at most the number of idle cores: FFTW threads "
+                        "competing with other busy processes for a core run many times slower")
     g.add_argument("--fft-backend", choices=("pyfftw", "scipy"), default=None,
                    help="FFT implementation (default: pyfftw if installed)")
     g.add_argument("--band-ratio", type=float, default=d.band_ratio, metavar="R",
