@@ -37,7 +37,7 @@ from locband.engine.synthetic import gaussian_blur
 from locband.engine.units import angstrom_to_cycles, cycles_to_angstrom
 from locband.io.mrc import read_map, write_map
 
-__all__ = ["DatasetSpec", "Dataset", "RefineRun", "build_dataset", "refine_argv", "run_refine",
+__all__ = ["DatasetSpec", "Dataset", "RefineRun", "build_dataset", "existing_dataset", "refine_argv", "run_refine",
            "relion_missing", "euler_to_matrix", "angular_errors_degrees", "fsc_against_truth",
            "REPO_ROOT", "LOCBAND_HOOK", "PLUGIN_DIR"]
 
@@ -259,13 +259,13 @@ def build_dataset(root: str | os.PathLike[str], spec: DatasetSpec | None = None)
     def _write(name: str, data: npt.NDArray[np.float32]) -> Path:
         return write_map(root / "Truth" / name, data, pixel_size_angstrom=psize)
 
-    truth_map = _write("truth.mrc", mean * scale)
-    reference = _write("reference_30A.mrc", _lowpass(mean * scale, resolution_angstrom=30.0, pixel_size_angstrom=psize))
+    _write("truth.mrc", mean * scale)
+    _write("reference_30A.mrc", _lowpass(mean * scale, resolution_angstrom=30.0, pixel_size_angstrom=psize))
     level = 0.05 * float(mean.max())
-    mask = _write("mask.mrc", _soft(gaussian_blur(mean, 1.5), threshold=level, width=1.5))
-    rigid_mask = _write("mask_rigid.mrc", _soft(gaussian_blur(rigid_vol, 1.5), threshold=level, width=1.5))
+    _write("mask.mrc", _soft(gaussian_blur(mean, 1.5), threshold=level, width=1.5))
+    _write("mask_rigid.mrc", _soft(gaussian_blur(rigid_vol, 1.5), threshold=level, width=1.5))
     sweep = gaussian_blur(np.max(flex_vols, axis=0), 1.5)
-    flexible_mask = _write("mask_flexible.mrc", _soft(sweep, threshold=level, width=1.5))
+    _write("mask_flexible.mrc", _soft(sweep, threshold=level, width=1.5))
 
     optics = _optics_table(spec)
     particles = _particle_table(spec, rng)
@@ -288,9 +288,16 @@ def build_dataset(root: str | os.PathLike[str], spec: DatasetSpec | None = None)
     keep = ["rlnImageName", "rlnOriginXAngst", "rlnOriginYAngst", "rlnDefocusU", "rlnDefocusV",
             "rlnDefocusAngle", "rlnOpticsGroup"]
     starfile.write({"optics": optics, "particles": truth[keep]}, root / "particles.star", overwrite=True)
+    return existing_dataset(root, spec)
+
+
+def existing_dataset(root: str | os.PathLike[str], spec: DatasetSpec) -> Dataset:
+    """The :class:`Dataset` that :func:`build_dataset` wrote under ``root`` with ``spec`` (nothing is checked)."""
+    root = Path(root).resolve()
+    truth = root / "Truth"
     return Dataset(root=root, particles_star=root / "particles.star", truth_star=root / "particles_truth.star",
-                   truth_map=truth_map, reference_map=reference, mask=mask, rigid_mask=rigid_mask,
-                   flexible_mask=flexible_mask, spec=spec)
+                   truth_map=truth / "truth.mrc", reference_map=truth / "reference_30A.mrc", mask=truth / "mask.mrc",
+                   rigid_mask=truth / "mask_rigid.mrc", flexible_mask=truth / "mask_flexible.mrc", spec=spec)
 
 
 def refine_argv(dataset: Dataset, out_root: str, *, hook: bool, iterations: int | None = 2,
@@ -318,7 +325,7 @@ def refine_argv(dataset: Dataset, out_root: str, *, hook: bool, iterations: int 
     """
     spec = dataset.spec
     argv = ["mpirun", "--oversubscribe", "-n", str(n_mpi),
-            "-x", "RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE", "-x", "PATH", "-x", "PYTHONPATH",
+            "-x", "RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE", "-x", "LOCBAND_PYTHON", "-x", "PATH", "-x", "PYTHONPATH",
             "relion_refine_mpi", "--i", os.path.relpath(dataset.particles_star, dataset.root),
             "--o", out_root, "--ref", os.path.relpath(dataset.reference_map, dataset.root),
             "--ini_high", "30", "--pad", "2", "--ctf", "--particle_diameter", str(spec.particle_diameter_angstrom),
@@ -369,6 +376,7 @@ def hook_environment(hook_command: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PLUGIN_DIR), env.get("PYTHONPATH", "")] if p)
+    env["LOCBAND_PYTHON"] = sys.executable  # the interpreter the locband wrapper runs (it can import locband)
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
