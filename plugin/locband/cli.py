@@ -21,6 +21,7 @@ __all__ = ["main", "SUBCOMMANDS"]
 SUBCOMMANDS: dict[str, str] = {
     "filter": "filter_cmd",
     "demo": "demo",
+    "relion-reconstruct": "relion_reconstruct",
 }
 
 
