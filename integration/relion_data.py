@@ -388,7 +388,7 @@ def hook_environment(hook_command: str | None) -> dict[str, str]:
 
 
 def run_refine(dataset: Dataset, name: str, *, hook_command: str | None, timeout_seconds: float,
-               **kwargs: object) -> RefineRun:
+               iterations: int | None = 2, threads: int = 1, extra: Sequence[str] = ()) -> RefineRun:
     """Run relion_refine_mpi into ``Refine3D/<name>/run`` under ``dataset.root``.
 
     Parameters
@@ -401,12 +401,13 @@ def run_refine(dataset: Dataset, name: str, *, hook_command: str | None, timeout
         reconstruction.
     timeout_seconds : float
         Kill the run after this long (raises ``subprocess.TimeoutExpired``).
-    **kwargs
-        Passed to :func:`refine_argv`.
+    iterations, threads, extra
+        As in :func:`refine_argv`.
     """
     out_dir = dataset.root / "Refine3D" / name
     out_dir.mkdir(parents=True)
-    argv = refine_argv(dataset, f"Refine3D/{name}/run", hook=hook_command is not None, **kwargs)  # type: ignore[arg-type]
+    argv = refine_argv(dataset, f"Refine3D/{name}/run", hook=hook_command is not None, iterations=iterations,
+                       threads=threads, extra=extra)
     start = time.perf_counter()
     with open(out_dir / "run.out", "w") as out, open(out_dir / "run.err", "w") as err:
         proc = subprocess.run(argv, cwd=dataset.root, env=hook_environment(hook_command), stdout=out,

@@ -45,7 +45,7 @@ import starfile  # noqa: E402
 import relion_data  # noqa: E402
 
 QUICK = relion_data.DatasetSpec()  # the CI data set: 400 particles, 40 px, 3 Å/px
-FULL = relion_data.DatasetSpec(box=48, pixel_size_angstrom=2.5, n_particles=1500, snr=0.15)
+FULL = relion_data.DatasetSpec(box=48, pixel_size_angstrom=2.5, n_particles=1200, snr=0.2)
 
 
 def _final_resolution(run: relion_data.RefineRun) -> float:
@@ -88,8 +88,8 @@ def _relion_reconstruct_times(run: relion_data.RefineRun, root: Path, *, n_calls
     with tempfile.TemporaryDirectory() as tmp:
         for star in stars:  # the STAR names its arrays relative to the project directory
             start = time.perf_counter()
-            subprocess.run(["relion_external_reconstruct", str(star.relative_to(root)), "--o", str(Path(tmp) / "map.mrc")],
-                           cwd=root, check=True, capture_output=True)
+            argv = ["relion_external_reconstruct", str(star.relative_to(root)), "--o", str(Path(tmp) / "map.mrc")]
+            subprocess.run(argv, cwd=root, check=True, capture_output=True)
             times.append(time.perf_counter() - start)
     return times
 
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
           f"hook's own log: {timing['hook_logged_mean_s_per_call']} s per call")
     print(f"relion_external_reconstruct (RELION's MAP reconstruction) on the same STAR files: "
           f"{timing['relion_external_reconstruct_mean_s_per_call']} s per call")
-    print(f"mean wall time per iteration: relion {rows[0]['mean_iteration_s']} s, locband {rows[1]['mean_iteration_s']} s")
+    print(f"mean wall time per iteration: relion {rows[0]['mean_iteration_s']} s, "
+          f"locband {rows[1]['mean_iteration_s']} s")
     result = {"spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__}, "runs": rows, "timing": timing,
               "hook": args.hook, "hook_call_s": hook_s}
     (root / "bench_relion_refine.json").write_text(json.dumps(result, indent=2, default=str))
