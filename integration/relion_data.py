@@ -37,9 +37,9 @@ from locband.engine.synthetic import gaussian_blur
 from locband.engine.units import angstrom_to_cycles, cycles_to_angstrom
 from locband.io.mrc import read_map, write_map
 
-__all__ = ["DatasetSpec", "Dataset", "RefineRun", "build_dataset", "existing_dataset", "refine_argv", "run_refine",
-           "relion_missing", "euler_to_matrix", "angular_errors_degrees", "fsc_against_truth",
-           "REPO_ROOT", "LOCBAND_HOOK", "PLUGIN_DIR"]
+__all__ = ["DatasetSpec", "Dataset", "RefineRun", "build_dataset", "write_truth", "existing_dataset",
+           "refine_argv", "run_refine", "relion_missing", "euler_to_matrix", "angular_errors_degrees",
+           "fsc_against_truth", "uniform_orientations", "REPO_ROOT", "LOCBAND_HOOK", "PLUGIN_DIR"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO_ROOT / "plugin"
@@ -224,8 +224,43 @@ def _run(argv: Sequence[str], *, cwd: Path, what: str) -> None:
                            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
 
+def write_truth(root: str | os.PathLike[str], spec: DatasetSpec) -> list[Path]:
+    """Write the true volumes, the reference and the masks to ``root/Truth`` (deterministic in ``spec``).
+
+    Writes ``truth.mrc`` (mean of the conformations), ``conformation<c>.mrc``, ``reference_30A.mrc``
+    and the soft masks ``mask.mrc`` (particle), ``mask_rigid.mrc`` and ``mask_flexible.mrc`` (the
+    space the flexible domain sweeps). The masks have a soft edge of about 3 px, wide enough that a
+    masked FSC against the truth is not dominated by the mask's own high frequencies.
+
+    Returns
+    -------
+    list of Path
+        The conformation maps, in order.
+    """
+    root = Path(root).resolve()
+    (root / "Truth").mkdir(parents=True, exist_ok=True)
+    rigid, flexible, hinge = _atom_model(spec)
+    swings = np.linspace(-spec.hinge_degrees, spec.hinge_degrees, spec.n_conformations)
+    rigid_vol = _render(rigid, spec.box, spec.atom_sigma_voxels)
+    flex_vols = [_render(_swing(flexible, hinge, s), spec.box, spec.atom_sigma_voxels) for s in swings]
+    mean = rigid_vol + np.mean(flex_vols, axis=0, dtype=np.float32)
+    scale = np.float32(np.sqrt(spec.snr) / mean.sum(axis=0).std())  # projection std = sqrt(snr); noise std 1
+    psize = spec.pixel_size_angstrom
+
+    def _write(name: str, data: npt.NDArray[np.float32]) -> Path:
+        return write_map(root / "Truth" / name, data, pixel_size_angstrom=psize)
+
+    _write("truth.mrc", mean * scale)
+    _write("reference_30A.mrc", _lowpass(mean * scale, resolution_angstrom=30.0, pixel_size_angstrom=psize))
+    level = 0.05 * float(mean.max())
+    _write("mask.mrc", _soft(gaussian_blur(mean, 1.5), threshold=level, width=3.0))
+    _write("mask_rigid.mrc", _soft(gaussian_blur(rigid_vol, 1.5), threshold=level, width=3.0))
+    _write("mask_flexible.mrc", _soft(gaussian_blur(np.max(flex_vols, axis=0), 1.5), threshold=level, width=3.0))
+    return [_write(f"conformation{c}.mrc", (rigid_vol + vol) * scale) for c, vol in enumerate(flex_vols, start=1)]
+
+
 def build_dataset(root: str | os.PathLike[str], spec: DatasetSpec | None = None) -> Dataset:
-    """Simulate the volumes and project the particles with ``relion_project``.
+    """Simulate the volumes (:func:`write_truth`) and project the particles with ``relion_project``.
 
     Parameters
     ----------
@@ -245,33 +280,14 @@ def build_dataset(root: str | os.PathLike[str], spec: DatasetSpec | None = None)
     """
     spec = spec or DatasetSpec()
     root = Path(root).resolve()
-    (root / "Truth").mkdir(parents=True, exist_ok=True)
     (root / "Particles").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed + 1)
-    rigid, flexible, hinge = _atom_model(spec)
-    swings = np.linspace(-spec.hinge_degrees, spec.hinge_degrees, spec.n_conformations)
-    rigid_vol = _render(rigid, spec.box, spec.atom_sigma_voxels)
-    flex_vols = [_render(_swing(flexible, hinge, s), spec.box, spec.atom_sigma_voxels) for s in swings]
-    mean = rigid_vol + np.mean(flex_vols, axis=0, dtype=np.float32)
-    scale = np.float32(np.sqrt(spec.snr) / mean.sum(axis=0).std())  # projection std = sqrt(snr); noise std 1
+    conformation_maps = write_truth(root, spec)
     psize = spec.pixel_size_angstrom
-
-    def _write(name: str, data: npt.NDArray[np.float32]) -> Path:
-        return write_map(root / "Truth" / name, data, pixel_size_angstrom=psize)
-
-    _write("truth.mrc", mean * scale)
-    _write("reference_30A.mrc", _lowpass(mean * scale, resolution_angstrom=30.0, pixel_size_angstrom=psize))
-    level = 0.05 * float(mean.max())
-    _write("mask.mrc", _soft(gaussian_blur(mean, 1.5), threshold=level, width=1.5))
-    _write("mask_rigid.mrc", _soft(gaussian_blur(rigid_vol, 1.5), threshold=level, width=1.5))
-    sweep = gaussian_blur(np.max(flex_vols, axis=0), 1.5)
-    _write("mask_flexible.mrc", _soft(sweep, threshold=level, width=1.5))
-
     optics = _optics_table(spec)
     particles = _particle_table(spec, rng)
     projected = []
-    for c, vol in enumerate(flex_vols, start=1):
-        conf_map = _write(f"conformation{c}.mrc", (rigid_vol + vol) * scale)
+    for c, conf_map in enumerate(conformation_maps, start=1):
         rows = particles[particles["rlnClassNumber"] == c]
         if rows.empty:
             continue
@@ -441,11 +457,11 @@ def angular_errors_degrees(refined: pd.DataFrame, truth: pd.DataFrame) -> npt.ND
 
 
 def fsc_against_truth(map_path: str | os.PathLike[str], dataset: Dataset, *,
-                      mask_path: str | os.PathLike[str] | None = None) -> dict[str, float]:
-    """Masked FSC of a map against the true (mean) volume: 0.5 and 0.143 crossings in Å."""
+                      mask_path: str | os.PathLike[str] | None) -> dict[str, float]:
+    """FSC of a map against the true (mean) volume, masked by ``mask_path`` (None: unmasked): crossings in Å."""
     vol = read_map(map_path, what="refined map").data
     truth = read_map(dataset.truth_map, what="true map").data
-    mask = read_map(mask_path or dataset.mask, what="mask").data
+    mask = None if mask_path is None else read_map(mask_path, what="mask").data
     curve = fsc(vol, truth, mask=mask)
     psize = dataset.spec.pixel_size_angstrom
     return {f"fsc{t}_angstrom": float(cycles_to_angstrom(curve.crossing(t), pixel_size_angstrom=psize))
