@@ -122,7 +122,8 @@ def _run(dataset: relion_data.Dataset, name: str, hook: str | None, args: argpar
     out_dir = dataset.root / "Refine3D" / name
     if args.reuse and (out_dir / "run_data.star").exists():
         print(f"reusing the finished run in {out_dir}", flush=True)
-        seconds = (out_dir / "run_data.star").stat().st_mtime - (out_dir / "run.out").stat().st_ctime
+        start = min(p.stat().st_mtime for p in out_dir.glob("run_it000_*"))  # written within seconds of the start
+        seconds = (out_dir / "run_data.star").stat().st_mtime - start
         return relion_data.RefineRun(returncode=0, out_dir=out_dir, seconds=seconds)
     print(f"[{time.strftime('%H:%M:%S')}] auto-refine {name} ({hook or 'RELION internal reconstruction'}) ...",
           flush=True)
