@@ -51,11 +51,20 @@ import numpy.typing as npt
 
 from locband.engine.params import FilterParams, FilterResult
 from locband.io.errors import InputFileError
-from locband.io.relion_star import (ExternalReconstructStar, HookName, parse_hook_name, read_external_reconstruct_star,
-                                    read_fourier_sums, read_job_options, read_model_general, read_optimiser_general,
-                                    read_sampling_symmetry)
+from locband.io.relion_star import (
+    ExternalReconstructStar,
+    HookName,
+    parse_hook_name,
+    read_external_reconstruct_star,
+    read_fourier_sums,
+    read_job_options,
+    read_model_general,
+    read_optimiser_general,
+    read_sampling_symmetry,
+)
 
 __all__ = ["ExtRecRequest", "Rendezvous", "RendezvousError", "build_request", "detect_sequential", "run",
+           "report_failure", "partner_path", "relion_ancestor", "append_log",
            "RENDEZVOUS_DIR", "LOG_NAME", "SEQUENTIAL_FLAG"]
 
 #: folder (inside the job folder) where the two half calls meet
@@ -168,7 +177,8 @@ def _ancestor_commands(max_depth: int = 8) -> list[tuple[int, str]]:
 def relion_ancestor() -> tuple[int, str] | None:
     """The calling relion_refine process (pid, command line), if it can be found."""
     for pid, cmd in _ancestor_commands():
-        if "relion_refine" in cmd.split(" ", 1)[0]:
+        # the program itself, or a script run by an interpreter (argv[1])
+        if any("relion_refine" in Path(tok).name for tok in cmd.split()[:2]):
             return pid, cmd
     return None
 
@@ -223,11 +233,14 @@ def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, m
         raise InputFileError(f"--timeout must be > 0 seconds, got {timeout_s}")
     job_dir = Path(star_path).parent
     notes: list[str] = []
-    half_tag = f"_half{name.half}" if name.half else ("_half1" if _previous(name, "_half1_model.star").is_file() else "")
+    split = _previous(name, "_half1_model.star").is_file()
+    half_tag = f"_half{name.half}" if name.half else ("_half1" if split else "")
     model = _try(lambda: read_model_general(_previous(name, f"{half_tag}_model.star")), notes, "model.star")
     opt = _try(lambda: read_optimiser_general(_previous(name, "_optimiser.star")), notes, "optimiser.star")
     symmetry = _try(lambda: read_sampling_symmetry(_previous(name, "_sampling.star")), notes, "sampling.star")
-    job = _try(lambda: read_job_options(job_dir / "job.star"), notes, "job.star") if (job_dir / "job.star").is_file() else None
+    job = None
+    if (job_dir / "job.star").is_file():
+        job = _try(lambda: read_job_options(job_dir / "job.star"), notes, "job.star")
     mask_path, mask_src = mask, "--mask"
     if mask_path is None and opt and str(opt[0].get("rlnSolventMaskName", "None")) not in ("", "None"):
         mask_path, mask_src = str(opt[0]["rlnSolventMaskName"]), "optimiser.star rlnSolventMaskName"
@@ -298,7 +311,7 @@ class Rendezvous:
     second, up to ``timeout_s``; it also stops when the calling relion_refine has exited.
     """
 
-    def __init__(self, job_dir: Path, name: HookName, star: ExternalReconstructStar, *, timeout_s: float,
+    def __init__(self, job_dir: Path, name: HookName, data_real: str, *, timeout_s: float,
                  watch_pid: int | None = None) -> None:
         if name.half is None:
             raise ValueError("a rendezvous needs a half-set call")
@@ -306,8 +319,8 @@ class Rendezvous:
         self.other = 3 - name.half
         self.folder = job_dir / RENDEZVOUS_DIR / name.pair_key
         self.name = name
-        self.own_data = star.data_real
-        self.partner_data = partner_path(star.data_real, name.half)
+        self.own_data = data_real
+        self.partner_data = partner_path(data_real, name.half)
         self.timeout_s = timeout_s
         self.watch_pid = watch_pid
 
@@ -357,7 +370,7 @@ class Rendezvous:
             return None
         if not isinstance(rec, dict) or rec.get("half") != self.other:
             return None
-        if Path(str(rec.get("data_real"))) != Path(self.partner_data) or rec.get("data_real_stamp") != now:
+        if not _same_file(str(rec.get("data_real")), self.partner_data) or rec.get("data_real_stamp") != now:
             return None
         if now["mtime_ns"] < own["mtime_ns"] - int(_STALE_SLACK_S * 1e9):
             return None
@@ -424,6 +437,29 @@ class Rendezvous:
                 folder.rmdir()
             except OSError:
                 pass
+
+
+def report_failure(star_path: str, reason: str) -> None:
+    """Best effort: leave a failure marker for the other half of a call that failed early.
+
+    Used when the hook STAR file itself cannot be read; the data file is then assumed at
+    RELION's conventional name ``<root>_external_reconstruct_data_real.mrc``. Without it the
+    other half cannot tell this marker from a stale one and waits until its timeout.
+    """
+    try:
+        name = parse_hook_name(star_path)
+    except InputFileError:
+        return
+    if name.half is None:
+        return
+    data_real = f"{name.root}_external_reconstruct_data_real.mrc"
+    if Path(data_real).is_file():
+        Rendezvous(Path(star_path).parent, name, data_real, timeout_s=1.0).fail(reason)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Same path once made absolute (RELION's paths are relative to the project folder)."""
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _alive(pid: int) -> bool:
@@ -499,7 +535,8 @@ def _summary(req: ExtRecRequest, result: FilterResult | None, seconds: float, mo
         req.name.kind: req.name.index, "case": req.case, "mode": mode, "result": req.star.result,
         "ori_size": req.star.ori_size, "current_size": req.star.current_size,
         "pixel_size_angstrom": req.pixel_size_angstrom, "pixel_size_source": req.pixel_size_source,
-        "mask": req.mask_path, "symmetry": req.symmetry, "seconds": round(seconds, 3), "notes": list(req.notes),
+        "mask": req.mask_path, "symmetry": req.symmetry, "seconds": round(seconds, 3),
+        "process_seconds": _process_seconds(), "notes": list(req.notes),
     }
     if result is not None:
         res = result.local_resolution_angstrom
@@ -508,8 +545,20 @@ def _summary(req: ExtRecRequest, result: FilterResult | None, seconds: float, mo
                                                   "median": float(np.median(res)),
                                                   "p95": float(np.percentile(res, 95)), "max": float(res.max())},
                     "fsc_0143_angstrom_unmasked": _angstrom(result.fsc_unmasked.crossing(0.143), req),
+                    "fsc_0143_angstrom_masked": (None if result.fsc_masked is None else
+                                                 _angstrom(result.fsc_masked.crossing(0.143), req)),
                     "params": result.params.to_dict(), "timings": result.timings})
     return rec
+
+
+def _process_seconds() -> float | None:
+    """Wall time since this process started (Linux /proc), start-up and imports included."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _angstrom(cycles: float, req: ExtRecRequest) -> float:
@@ -520,11 +569,14 @@ def _line(req: ExtRecRequest, rec: dict[str, Any]) -> str:
     who = f"it{req.name.iteration:03d}"
     who += f" half{req.name.half}" if req.name.half else ""
     who += f" {req.name.kind}{req.name.index:03d}" if (req.name.kind == "body" or req.name.index > 1) else ""
+    secs = f"{rec['seconds']:.1f} s"
+    if rec.get("process_seconds") is not None:
+        secs += f" ({rec['process_seconds']:.1f} s with start-up)"
     if "n_bands" in rec:
         lr = rec["local_resolution_angstrom"]
         return (f"locband: {who}: {rec['n_bands']} bands, local resolution {lr['p5']:.1f}-{lr['p95']:.1f} Å "
-                f"(5-95 %), {rec['seconds']:.1f} s")
-    return f"locband: {who}: {rec['mode']}, {rec['seconds']:.1f} s"
+                f"(5-95 %), {secs}")
+    return f"locband: {who}: {rec['mode']}, {secs}"
 
 
 def append_log(job_dir: Path, record: dict[str, Any]) -> None:
@@ -581,7 +633,7 @@ def _run_half(req: ExtRecRequest) -> tuple[FilterResult, npt.NDArray[np.float32]
             "reconstructions then never run at the same time, so locband cannot filter them jointly. "
             f"Remove {SEQUENTIAL_FLAG} (it only saves memory), or unset RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE")
     ancestor = relion_ancestor()
-    rv = Rendezvous(req.job_dir, req.name, req.star, timeout_s=req.timeout_s,
+    rv = Rendezvous(req.job_dir, req.name, req.star.data_real, timeout_s=req.timeout_s,
                     watch_pid=ancestor[0] if ancestor else None)
     rv.begin()
     try:

@@ -11,8 +11,7 @@ errors to stderr (run.err) with exit code 1. RELION's FSC is never rewritten.
 
 Examples:
   export RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=/opt/locband/wrappers/locband-relion-reconstruct
-  mpirun -n 3 -x RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE relion_refine_mpi --auto_refine \\
-      --split_random_halves ... --external_reconstruct
+  mpirun -n 3 -x RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE relion_refine_mpi --auto_refine ... --external_reconstruct
   # options go into the variable (RELION runs it through sh -c):
   export RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE="/opt/locband/wrappers/locband-relion-reconstruct --threads 4"
   # by hand, on the files of one call:
@@ -23,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from locband.commands._common import add_common_filter_args, params_from_args
 from locband.io.errors import InputFileError
 
-__all__ = ["add_args", "run"]
+__all__ = ["add_args", "request_from_args", "run"]
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -46,17 +46,28 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_common_filter_args(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``locband relion-reconstruct``."""
+def request_from_args(args: argparse.Namespace) -> Any:
+    """Translate the parsed options into an :class:`~locband.adapters.relion_extrec.ExtRecRequest`."""
     from locband.adapters import relion_extrec
 
     if args.pixel_size is not None and not args.pixel_size > 0:
         raise InputFileError(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
     params = params_from_args(args)
+    return relion_extrec.build_request(args.star, pixel_size_angstrom=args.pixel_size, mask=args.mask,
+                                       final_mode=args.final, timeout_s=args.timeout, params=params,  # type: ignore[arg-type]
+                                       workers=args.threads, backend=args.fft_backend)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``locband relion-reconstruct``."""
+    from locband.adapters import relion_extrec
+
     try:
-        req = relion_extrec.build_request(args.star, pixel_size_angstrom=args.pixel_size, mask=args.mask,
-                                          final_mode=args.final, timeout_s=args.timeout, params=params,  # type: ignore[arg-type]
-                                          workers=args.threads, backend=args.fft_backend)
+        req = request_from_args(args)
+    except (ValueError, TypeError, OSError) as exc:  # the other half must not wait for us in vain
+        relion_extrec.report_failure(args.star, f"{type(exc).__name__}: {exc}")
+        raise
+    try:
         relion_extrec.run(req, print_line=lambda s: print(s, flush=True))
     except OSError as exc:  # disk full, permissions: a one-line reason for run.err, not a traceback
         name = getattr(exc, "filename", None)

@@ -37,43 +37,53 @@ def padded_size(ori_size: int, padding_factor: float) -> int:
     return int(math.floor(padding_factor * ori_size + 0.5))
 
 
-def _freq_index_sq(shape: tuple[int, int, int]) -> npt.NDArray[np.int64]:
+def _freq_index_sq(shape: tuple[int, int, int]) -> npt.NDArray[np.int32]:
     """Squared integer frequency index ``kz² + ky² + kx²`` of every coefficient of a half-complex grid."""
-    kz = np.fft.fftfreq(shape[0], 1.0 / shape[0]).astype(np.int64)
-    ky = np.fft.fftfreq(shape[1], 1.0 / shape[1]).astype(np.int64)
-    kx = np.arange(shape[2], dtype=np.int64)
-    return kz[:, None, None] ** 2 + ky[None, :, None] ** 2 + kx[None, None, :] ** 2
-
-
-def _build_map_weight(weight: npt.NDArray[np.float64], r2: npt.NDArray[np.int64], inside: npt.NDArray[np.bool_],
-                      *, tau2: npt.NDArray[np.float64], tau2_fudge: float,
-                      padding_factor: float) -> npt.NDArray[np.float64]:
-    """Add RELION's MAP term ``1 / (pad³ T tau2(shell))`` to the weights inside the current size."""
-    out = weight.copy()
-    shell = np.floor(np.sqrt(r2[inside]) / padding_factor + 0.5).astype(np.int64)
-    shell = np.minimum(shell, tau2.size - 1)
-    t = tau2[shell]
-    w = weight[inside]
-    inv = np.zeros_like(w)
-    pos = t > 0
-    inv[pos] = 1.0 / (padding_factor ** 3 * tau2_fudge * t[pos])
-    zero = ~pos & (w > 1e-20)  # RELION: where tau2 = 0 the prior term is 1 / (0.001 W)
-    inv[zero] = 1.0 / (_WEIGHT_FLOOR_FRACTION * w[zero])
-    out[inside] = w + inv
+    kz = np.fft.fftfreq(shape[0], 1.0 / shape[0]).astype(np.int32)
+    ky = np.fft.fftfreq(shape[1], 1.0 / shape[1]).astype(np.int32)
+    kx = np.arange(shape[2], dtype=np.int32)
+    out: npt.NDArray[np.int32] = kz[:, None, None] ** 2 + ky[None, :, None] ** 2 + kx[None, None, :] ** 2
     return out
 
 
-def _build_weight_floor(weight: npt.NDArray[np.float64], r2: npt.NDArray[np.int64], *, r_max: int,
-                        padding_factor: float) -> npt.NDArray[np.float64]:
+def _shells(r2: npt.NDArray[np.int32], padding_factor: float, *, rounded: bool) -> npt.NDArray[np.int32]:
+    """RELION's shell of each coefficient: ``ROUND(|k| / pad)`` or ``FLOOR(|k| / pad)`` (int32, memory)."""
+    r = np.sqrt(r2, dtype=np.float64) / padding_factor
+    if rounded:
+        r += 0.5
+    out: npt.NDArray[np.int32] = np.floor(r).astype(np.int32)
+    return out
+
+
+def _add_map_prior(w: npt.NDArray[np.float32], r2: npt.NDArray[np.int32], inside: npt.NDArray[np.bool_],
+                   *, tau2: npt.NDArray[np.float64], tau2_fudge: float, padding_factor: float) -> None:
+    """Add RELION's MAP term ``1 / (pad³ T tau2(shell))`` to the weights inside the current size (in place)."""
+    shell = _shells(r2, padding_factor, rounded=True)
+    np.minimum(shell, tau2.size - 1, out=shell)
+    pos = tau2 > 0
+    table = np.zeros(tau2.size, np.float64)
+    table[pos] = 1.0 / (padding_factor ** 3 * tau2_fudge * tau2[pos])
+    prior = table.astype(np.float32)[shell]
+    # RELION: where tau2 = 0 the prior term is 1 / (0.001 W) (and 0 where W is 0)
+    zero = ~pos[shell] & (w > 1e-20)
+    del shell
+    prior[zero] = 1.0 / (_WEIGHT_FLOOR_FRACTION * w[zero])
+    prior[~inside] = 0.0
+    w += prior
+
+
+def _weight_floor(w: npt.NDArray[np.float32], r2: npt.NDArray[np.int32], *, r_max: int,
+                  padding_factor: float) -> npt.NDArray[np.float32]:
     """Per coefficient, 1/1000 of the mean weight of its shell (shells beyond ``r_max`` use the last)."""
     lim = int(math.floor((r_max * padding_factor) ** 2 + 0.5))
     sel = r2 < lim
-    shell_all = np.floor(np.sqrt(r2) / padding_factor).astype(np.int64)
-    shell = shell_all[sel]
-    total = np.bincount(shell, weights=weight[sel], minlength=r_max)[:r_max]
-    count = np.bincount(shell, minlength=r_max)[:r_max].astype(np.float64)
-    floor = np.divide(total, _WEIGHT_FLOOR_FRACTION ** -1 * count, out=np.zeros(r_max), where=count > 0)
-    return floor[np.minimum(shell_all, r_max - 1)]
+    shell = _shells(r2, padding_factor, rounded=False)
+    total = np.bincount(shell[sel], weights=w[sel], minlength=r_max)[:r_max]
+    count = np.bincount(shell[sel], minlength=r_max)[:r_max].astype(np.float64)
+    table = np.divide(total, _WEIGHT_FLOOR_FRACTION ** -1 * count, out=np.zeros(r_max), where=count > 0)
+    np.minimum(shell, r_max - 1, out=shell)
+    out: npt.NDArray[np.float32] = table.astype(np.float32)[shell]
+    return out
 
 
 def _window_real(vol: npt.NDArray[np.float32], ori_size: int) -> npt.NDArray[np.float32]:
@@ -185,7 +195,7 @@ def reconstruct_from_sums(data: npt.ArrayLike, weight: npt.ArrayLike, *, ori_siz
     n, pad, cur = _check_sizes(ori_size, padding_factor, current_size)
     p = padded_size(n, pad)
     d = np.asarray(data)
-    w = np.asarray(weight, dtype=np.float64)
+    w = np.asarray(weight)
     expected = (p, p, p // 2 + 1)
     for name, arr in (("data", d), ("weight", w)):
         if arr.shape != expected:
@@ -196,24 +206,27 @@ def reconstruct_from_sums(data: npt.ArrayLike, weight: npt.ArrayLike, *, ori_siz
     r_max = cur // 2
     r2 = _freq_index_sq(expected)
     inside = r2 < int(math.floor(r_max * pad + 0.5)) ** 2
-    w = np.where(inside, w, 0.0)  # RELION copies the sums only inside the current size
+    # float32 like RELION's files; the small per-shell tables are float64
+    w = np.where(inside, w, 0.0).astype(np.float32)  # RELION copies the sums only inside the current size
     if tau2 is not None:
         t = _check_tau2(tau2, n, tau2_fudge)
-        w = _build_map_weight(w, r2, inside, tau2=t, tau2_fudge=tau2_fudge, padding_factor=pad)
-    den = np.maximum(w, _build_weight_floor(w, r2, r_max=max(r_max, 1), padding_factor=pad))
-    spec = np.zeros(expected, np.complex128)
-    np.divide(d, den, out=spec, where=inside & (den > 0))
+        _add_map_prior(w, r2, inside, tau2=t, tau2_fudge=tau2_fudge, padding_factor=pad)
+    den = np.maximum(w, _weight_floor(w, r2, r_max=max(r_max, 1), padding_factor=pad))
+    del w, r2
+    spec = np.zeros(expected, np.complex64)
+    np.divide(d.astype(np.complex64, copy=False), den, out=spec, where=inside & (den > 0))
+    del den, inside
     pe = p + p % 2  # RELION makes the padded real-space grid even before the inverse FFT
     if pe != p:
         spec = _grow_spectrum(spec, pe)
-    vol = _fft.irfftn(spec.astype(np.complex64), (pe, pe, pe), workers=workers, backend=backend)
+    vol = _fft.irfftn(spec, (pe, pe, pe), workers=workers, backend=backend)
     vol = _window_real(vol, n)
     vol /= np.float32(pad ** 3 * n)
     vol = soft_mask_outside_map(vol)
     return _gridding_correct(vol, pad)
 
 
-def _grow_spectrum(spec: npt.NDArray[np.complex128], m: int) -> npt.NDArray[np.complex128]:
+def _grow_spectrum(spec: npt.NDArray[np.complex64], m: int) -> npt.NDArray[np.complex64]:
     """Zero-pad a half-complex spectrum of edge ``P`` onto an edge ``m > P`` (same frequencies)."""
     p = spec.shape[0]
     out = np.zeros((m, m, m // 2 + 1), spec.dtype)
@@ -227,7 +240,8 @@ def _gridding_correct(vol: npt.NDArray[np.float32], pad: float) -> npt.NDArray[n
     n = vol.shape[0]
     rval = _radius_from_centre(n) / (n * pad)
     s = np.sinc(rval)  # numpy's sinc is sin(pi x) / (pi x), 1 at 0 as RELION's "r == 0: divide by 1"
-    return (vol / (s * s)).astype(np.float32)
+    out: npt.NDArray[np.float32] = (vol / (s * s)).astype(np.float32)
+    return out
 
 
 def _check_sizes(ori_size: object, padding_factor: object, current_size: object) -> tuple[int, float, int]:
@@ -295,7 +309,8 @@ def forward_sums(volume: npt.ArrayLike, *, padding_factor: float,
     f = np.fft.rfftn(big) / big.size * (pad ** 3 * n)
     idx = np.fft.fftfreq(p, 1.0 / p).astype(np.int64) % pe
     f = f[np.ix_(idx, idx, np.arange(p // 2 + 1))]
-    return (f * w).astype(np.complex64)
+    out: npt.NDArray[np.complex64] = (f * w).astype(np.complex64)
+    return out
 
 
 def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, current_size: int | None = None,
@@ -304,10 +319,11 @@ def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, cur
                                   npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Two half sets' Fourier sums of a known map, as relion_refine hands them to the hook.
 
-    For tests and benchmarks. Weights are smooth and anisotropic; each half gets independent
-    complex Gaussian noise of variance ``noise_power * W`` (so the unregularised half is the
-    truth plus noise of power ``noise_power / W``). tau2 and FSC follow RELION's own
-    ``updateSSNRarrays``: the FSC of the two unregularised halves per shell (clipped to
+    For tests and benchmarks. Weights are smooth and anisotropic. Each half gets independent
+    noise that, like the noise of particle images, lives in the original box: white noise of
+    variance ``noise_power`` per voxel, carried to the padded grid as the signal is and scaled by
+    ``sqrt(W)``, so the unregularised half is the truth plus that noise filtered by ``1/sqrt(W)``.
+    tau2 and FSC follow RELION's own ``updateSSNRarrays``: the FSC of the two unregularised halves per shell (clipped to
     [0.001, 0.999]), ``sigma2 = 1 / (pad³ <W>)`` and ``tau2 = T FSC / (1 - FSC) sigma2``.
 
     Parameters
@@ -319,7 +335,7 @@ def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, cur
     current_size : int, optional
         Fourier box in use (default ``N``).
     noise_power : float
-        Noise power per unit weight.
+        Noise variance per voxel of the box (before the ``1/sqrt(W)`` filter).
     seed : int
         Random seed.
     tau2_fudge : float
@@ -347,8 +363,11 @@ def simulate_half_sums(truth: npt.ArrayLike, *, padding_factor: float = 2.0, cur
     clean = forward_sums(v, padding_factor=pad, weight=w).astype(np.complex128)
     halves = []
     for _ in range(2):
-        noise = rng.normal(size=shape) + 1j * rng.normal(size=shape)
-        halves.append(np.where(inside, clean + noise * np.sqrt(noise_power * w / 2.0), 0))
+        # noise confined to the original box, as the noise of the particle images is: white noise
+        # of the box, carried to the padded grid like the signal, then scaled by sqrt(W)
+        box_noise = rng.standard_normal(v.shape) * math.sqrt(noise_power)
+        noise = forward_sums(box_noise, padding_factor=pad, weight=np.ones(shape)).astype(np.complex128)
+        halves.append(np.where(inside, clean + noise * np.sqrt(w), 0))
     x1, x2 = (np.divide(h, w, out=np.zeros(shape, complex), where=w > 0) for h in halves)
     shell = np.floor(np.sqrt(r2) / pad + 0.5).astype(np.int64).ravel()
     keep = inside.ravel() & (shell <= n // 2)

@@ -32,7 +32,8 @@ from locband.io.errors import InputFileError
 
 __all__ = ["ExternalReconstructStar", "HookName", "read_external_reconstruct_star", "read_fourier_sums",
            "parse_hook_name", "read_model_general", "read_optimiser_general", "read_sampling_symmetry",
-           "read_job_options", "write_external_reconstruct_inputs", "GENERAL_LABELS_31", "GENERAL_LABELS_40", "TAU2_LABELS"]
+           "read_job_options", "write_external_reconstruct_inputs", "GENERAL_LABELS_31", "GENERAL_LABELS_40",
+           "TAU2_LABELS"]
 
 #: labels of data_external_reconstruct_general in RELION 3.1 (src/backprojector.cpp)
 GENERAL_LABELS_31 = ("rlnExtReconsDataReal", "rlnExtReconsDataImag", "rlnExtReconsWeight", "rlnExtReconsResult",
@@ -192,7 +193,7 @@ def _number(general: dict[str, Any], label: str, *, path: str, kind: type, minim
     value = general.get(label)
     try:
         out = kind(value)
-        ok = math.isfinite(float(out)) and float(out) >= minimum and (kind is float or float(value) == out)
+        ok = math.isfinite(float(out)) and float(out) >= minimum and (kind is float or float(value) == out)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -380,7 +381,7 @@ def read_job_options(path: str | os.PathLike[str]) -> dict[str, str]:
     values = [c for c in table.columns if "Value" in str(c)]
     if not names or not values:
         return {}
-    return {str(k): ("" if v is None else str(v)) for k, v in zip(table[names[0]], table[values[0]])}
+    return {str(k): ("" if v is None else str(v)) for k, v in zip(table[names[0]], table[values[0]], strict=True)}
 
 
 def write_external_reconstruct_inputs(root: str | os.PathLike[str], data: npt.ArrayLike, weight: npt.ArrayLike, *,
