@@ -9,7 +9,8 @@ final joined call of the hook.
 What is checked, for every call RELION makes (each iteration, each half, and the joined final call):
 the hook's input STAR and its result map exist, the map has the right box and finite values, the
 reference RELION writes next equals the hook's map inside the particle radius (so RELION used it),
-and with the locband hook ``locband_extrec.jsonl`` has exactly one line naming that call. A run
+and with the locband hook ``locband_extrec.jsonl`` has exactly one line naming that call and
+run.out one ``locband: itNNN`` line per call. A run
 with RELION's own ``relion_external_reconstruct`` as the hook checks the harness itself, and a
 hook that fails must make relion_refine_mpi stop with a non-zero exit.
 """
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 #: A fixed-iteration run takes ~20 s on 2 cores; a stuck MPI job must not hang CI.
 FIXED_RUN_TIMEOUT_S = 600
-#: The tiny auto-refine converges in ~2 min on 2 cores (about 15 iterations of ~7 s).
+#: The tiny auto-refine converges in ~2.5 min on 2 cores (11-14 iterations of ~10 s).
 AUTO_RUN_TIMEOUT_S = 1200
 
 
