@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="external reconstruction program (default: the locband wrapper)")
     parser.add_argument("--threads", type=int, default=1, help="--j per MPI process")
     parser.add_argument("--reuse", action="store_true",
-                        help="with --out: keep the data set and any finished run found there, only score them")
+                        help="with --out: keep the data set and any finished run found there; run only what is missing")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per refinement")
     args = parser.parse_args(argv)
     missing = relion_data.relion_missing()
