@@ -333,10 +333,15 @@ def resolve_half_maps(req: Request) -> HalfMaps:
 
 def _refinement_mask(refine_dir: Path) -> str | None:
     """Return the solvent mask the Refine3D job used, if its last optimiser file names one that exists."""
-    from locband.io.relion_refine3d import last_optimiser_star, solvent_mask_name
+    from locband.io.relion_star import last_optimiser_star, read_optimiser_general, solvent_mask_name
 
     star = last_optimiser_star(refine_dir)
-    name = solvent_mask_name(star) if star is not None else None
+    if star is None:
+        return None
+    general, _ = read_optimiser_general(star)
+    if not general:
+        raise InputFileError(f"optimiser STAR file {str(star)!r} has no data_optimiser_general block")
+    name = solvent_mask_name(general)
     return name if name is not None and Path(name).is_file() else None
 
 

@@ -61,6 +61,7 @@ from locband.io.relion_star import (
     read_model_general,
     read_optimiser_general,
     read_sampling_symmetry,
+    solvent_mask_name,
 )
 
 __all__ = ["ExtRecRequest", "Rendezvous", "RendezvousError", "build_request", "detect_sequential", "run",
@@ -242,8 +243,8 @@ def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, m
     if (job_dir / "job.star").is_file():
         job = _try(lambda: read_job_options(job_dir / "job.star"), notes, "job.star")
     mask_path, mask_src = mask, "--mask"
-    if mask_path is None and opt and str(opt[0].get("rlnSolventMaskName", "None")) not in ("", "None"):
-        mask_path, mask_src = str(opt[0]["rlnSolventMaskName"]), "optimiser.star rlnSolventMaskName"
+    if mask_path is None and opt and (named := solvent_mask_name(opt[0])) is not None:
+        mask_path, mask_src = named, "optimiser.star rlnSolventMaskName"
     if mask_path is None and job and job.get("fn_mask"):
         mask_path, mask_src = job["fn_mask"], "job.star fn_mask"
     if mask_path is not None:

@@ -31,7 +31,7 @@ import numpy.typing as npt
 from locband.io.errors import InputFileError
 
 __all__ = ["ExternalReconstructStar", "HookName", "read_external_reconstruct_star", "read_fourier_sums",
-           "parse_hook_name", "read_model_general", "read_optimiser_general", "read_sampling_symmetry",
+           "last_optimiser_star", "parse_hook_name", "read_model_general", "read_optimiser_general", "read_sampling_symmetry", "solvent_mask_name",
            "read_job_options", "write_external_reconstruct_inputs", "GENERAL_LABELS_31", "GENERAL_LABELS_40",
            "TAU2_LABELS"]
 
@@ -359,6 +359,28 @@ def read_optimiser_general(path: str | os.PathLike[str]) -> tuple[dict[str, Any]
                 break
             header_lines.append(line.rstrip("\n"))
     return _as_mapping(blocks.get("optimiser_general", {})), "\n".join(header_lines)
+
+
+_OPTIMISER_ITERATION = re.compile(r"_it(\d+)_optimiser\.star$")
+
+
+def last_optimiser_star(refine_dir: str | os.PathLike[str]) -> Path | None:
+    """The ``run*_itNNN_optimiser.star`` with the highest iteration in ``refine_dir``, or None.
+
+    RELION writes no final ``run_optimiser.star``, so the last iteration's file holds the
+    refinement's settings (solvent mask, particle diameter, command line).
+    """
+    found = [(int(m.group(1)), p) for p in Path(refine_dir).glob("*_it*_optimiser.star")
+             if (m := _OPTIMISER_ITERATION.search(p.name))]
+    return max(found)[1] if found else None
+
+
+def solvent_mask_name(general: dict[str, Any]) -> str | None:
+    """``rlnSolventMaskName`` of an optimiser's general block; None where RELION says "None" or nothing."""
+    value = general.get("rlnSolventMaskName")
+    if value is None or str(value).strip() in ("", "None"):
+        return None
+    return str(value).strip()
 
 
 def read_sampling_symmetry(path: str | os.PathLike[str]) -> str | None:
