@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -252,11 +253,9 @@ class LocalFilter:
         ValueError
             Shapes differ from each other or from the plan, non-finite or constant input.
         """
-        h1 = check_volume(half1, name="half1")
-        h2 = check_volume(half2, name="half2")
-        return self.filter_owned([h1, h2], progress=progress)
+        return self.filter_owned([np.asarray(half1), np.asarray(half2)], progress=progress)
 
-    def filter_owned(self, halves: list[npt.NDArray[np.float32]], *,
+    def filter_owned(self, halves: list[npt.NDArray[Any]], *,
                      progress: ProgressCallback | None = None) -> FilterResult:
         """Filter a pair of half-maps handed over in a list, which is emptied.
 
@@ -275,11 +274,16 @@ class LocalFilter:
         -------
         FilterResult
         """
-        t0 = time.perf_counter()
         if len(halves) != 2:
             raise ValueError(f"halves must hold exactly two half-maps, got {len(halves)}")
-        h1 = check_volume(halves[0], name="half1")
-        h2 = check_volume(halves[1], name="half2")
+        checked = [check_volume(halves[0], name="half1"), check_volume(halves[1], name="half2")]
+        halves.clear()
+        return self._run(checked, progress)
+
+    def _run(self, halves: list[npt.NDArray[np.float32]], progress: ProgressCallback | None) -> FilterResult:
+        """Filter validated float32 halves handed over in a list (emptied on entry)."""
+        t0 = time.perf_counter()
+        h1, h2 = halves
         halves.clear()
         check_same_shape(h1, h2, names=("half1", "half2"))
         if h1.shape != self.shape:
@@ -457,4 +461,4 @@ def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angst
     check_same_shape(h1, h2, names=("half1", "half2"))
     lf = LocalFilter(h1.shape, pixel_size_angstrom=pixel_size_angstrom, mask=mask, params=params,
                      workers=workers, backend=backend)
-    return lf(h1, h2, progress=progress)
+    return lf._run([h1, h2], progress)  # already validated: once is enough
