@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {region:<26} {cc[0]:11.3f} {cc[1]:19.3f} {cc[2]:9.3f}   "
               f"(locband {cc[2] - cc[1]:+.3f} vs global, {cc[2] - cc[0]:+.3f} vs raw)")
     res = summary["local_resolution_angstrom"]
-    print(f"local resolution (median) rigid {np.median(_local_res(out)[pair.regions['rigid']]):.2f} Å, "
-          f"flexible {np.median(_local_res(out)[pair.regions['flexible']]):.2f} Å; "
+    local_res = read_map(Path(summary["outputs"]["local_resolution"])).data
+    print(f"local resolution (median) rigid {np.median(local_res[pair.regions['rigid']]):.2f} Å, "
+          f"flexible {np.median(local_res[pair.regions['flexible']]):.2f} Å; "
           f"within the mask {res['p5']:.2f}-{res['p95']:.2f} Å | {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -85,9 +86,3 @@ def run(args: argparse.Namespace) -> int:
 def _write(path: Path, *, vol: np.ndarray) -> None:
     write_map(path, vol, pixel_size_angstrom=_PIXEL_SIZE)
 
-
-def _local_res(out: Path) -> np.ndarray:
-    from locband.io.mrc import read_map
-    from locband.pipeline import OUTPUT_NAMES
-
-    return read_map(out / OUTPUT_NAMES["local_resolution"]).data

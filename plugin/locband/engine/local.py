@@ -53,10 +53,6 @@ _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
 _NOISE_WINDOW = 2.0  # noise window sigma relative to the signal window (measured: README)
 
 
-def _resample(vol: npt.NDArray[np.float32], shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
-    return resample_linear(vol, shape)
-
-
 def _smooth(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32], idx: _Index | None, small: tuple[int, ...],
             *, workers: int, backend: str) -> npt.NDArray[np.float32]:
     """Gaussian-smooth ``x`` (consumed) and return it on the small grid ``small``."""
@@ -146,9 +142,9 @@ class LocalFilter:
         del c
         den = sig + d
         w_half = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
-        stats = (_resample(sig, self.stats_shape), _resample(d, self.stats_shape))
+        stats = (resample_linear(sig, self.stats_shape), resample_linear(d, self.stats_shape))
         del sig, d, den
-        w_half = _resample(w_half, grid)
+        w_half = resample_linear(w_half, grid)
         # the average's weight S/(S+N/2) is 2w/(1+w) of the half weight w = S/(S+N): one
         # interpolation serves both; the 0.5 of the average cancels the 2
         w_full = w_half / (1 + w_half)
@@ -327,7 +323,7 @@ class LocalFilter:
             for o in (out1, out2, outf):
                 o *= self.mask
         floor = np.float32(1.0 / max(self.shape))  # a region with no signal at all: one shell
-        local_freq = np.maximum(_resample(crossing.frequency, self.shape), floor)
+        local_freq = np.maximum(resample_linear(crossing.frequency, self.shape), floor)
         local_res = cycles_to_angstrom(local_freq, pixel_size_angstrom=self.pixel_size_angstrom).astype(np.float32)
         timings["fft_out"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
