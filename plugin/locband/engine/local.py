@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, str], None]
 _Index = tuple[npt.NDArray[np.intp], ...]  # np.ix_ index of a Fourier crop
 
-_NOISE_WINDOW = 2.0
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
 _NOISE_WINDOW = 2.0  # noise window sigma relative to the signal window (measured: README)
 
@@ -117,12 +116,15 @@ class LocalFilter:
         self.calls = 0
 
     # -- one band -------------------------------------------------------------------------
-    def _band(self, b: int, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64],
-              sink: Callable[[int, npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]], None]
-              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Weight band ``b`` of both halves; hand (w1*b1, w2*b2, wf*(b1+b2)/2) to ``sink``.
+    def _band_stats(self, b: int, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64]
+                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
+                               npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Band ``b`` of both halves and its local statistics.
 
-        Returns the local signal and noise power on the coarse statistics grid.
+        This is the seam shared by every consumer of the band-wise statistics (the linear
+        filter here, the interpretation map elsewhere): it returns ``(b1, b2, signal, noise)``,
+        the band maps on the band's grid ``layout.grid_shapes[b]`` and the local signal and
+        noise power of one half on its statistics grid ``layout.stats_shapes[b]``.
         """
         lay = self.layout
         grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
@@ -139,12 +141,21 @@ class LocalFilter:
         d = _smooth(diff, g_noise, sidx, small, workers=self.workers, backend=self.backend)
         np.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
         sig = self._signal(c, d, lay.n_effective[b], small)
-        del c
+        return b1, b2, sig, d
+
+    def _band(self, b: int, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64],
+              sink: Callable[[int, npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]], None]
+              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Weight band ``b`` of both halves; hand (w1*b1, w2*b2, wf*(b1+b2)/2) to ``sink``.
+
+        Returns the local signal and noise power on the coarse statistics grid.
+        """
+        b1, b2, sig, d = self._band_stats(b, f1, f2)
         den = sig + d
         w_half = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
         stats = (resample_linear(sig, self.stats_shape), resample_linear(d, self.stats_shape))
         del sig, d, den
-        w_half = resample_linear(w_half, grid)
+        w_half = resample_linear(w_half, b1.shape)
         # the average's weight S/(S+N/2) is 2w/(1+w) of the half weight w = S/(S+N): one
         # interpolation serves both; the 0.5 of the average cancels the 2
         w_full = w_half / (1 + w_half)
