@@ -86,8 +86,8 @@ def test_fsc_panel_marks_thresholds_and_both_curves() -> None:
             if len(set(np.asarray(line.get_ydata(), float))) == 1}
     assert {0.143, 0.5} <= flat
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any(s.startswith("unmasked: 5.00 Å at 0.143") for s in labels)
-    assert any(s.startswith("masked: 5.00 Å at 0.143") for s in labels)
+    assert any(s.startswith("unmasked: FSC=0.143 at 5.00 Å") for s in labels)
+    assert any(s.startswith("masked: FSC=0.143 at 5.00 Å") for s in labels)
     # x axis in 1/Å up to Nyquist: 0.5 cycles/voxel at 2 Å/voxel
     assert ax.get_xlim()[1] == pytest.approx(0.25)
 

@@ -7,9 +7,10 @@ names the files in its errors.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,16 @@ import numpy as np
 
 from locband import __version__
 from locband.engine.local import LocalFilter
-from locband.engine.params import FilterParams, FilterResult
-from locband.engine.units import cycles_to_angstrom
+from locband.engine.params import CROSSED, FilterParams, FilterResult
+from locband.engine.units import describe_fsc_resolution, fsc_resolution_angstrom
 from locband.io.atomic import ensure_output_dir
 from locband.io.errors import InputFileError
 from locband.io.mrc import MapData, read_map, write_map
 from locband.io.outputs import OutputSet
 from locband.io.summary import write_json
 
-__all__ = ["OUTPUT_NAMES", "filter_files", "load_inputs", "summarise", "write_outputs"]
+__all__ = ["OUTPUT_NAMES", "filter_files", "load_inputs", "summarise", "write_outputs", "fsc_text",
+           "naming_engine_errors"]
 
 #: output file names inside the output folder
 OUTPUT_NAMES = {
@@ -38,6 +40,7 @@ OUTPUT_NAMES = {
 }
 
 _PIXEL_TOLERANCE = 1e-3  # relative: headers written by different programs round differently
+_MIN_EDGE = 8  # the smallest box edge LocalFilter plans for
 
 
 def load_inputs(half1: Path, half2: Path, mask: Path | None, *,
@@ -48,6 +51,9 @@ def load_inputs(half1: Path, half2: Path, mask: Path | None, *,
     if m1.data.shape != m2.data.shape:
         raise InputFileError(f"half-maps differ in shape: {half1} is {m1.data.shape} (z, y, x) but "
                              f"{half2} is {m2.data.shape}")
+    if min(m1.data.shape) < _MIN_EDGE:
+        raise InputFileError(f"half-maps {str(half1)!r} and {str(half2)!r} are {m1.data.shape} voxels (z, y, x): "
+                             f"locband needs at least {_MIN_EDGE} along every axis")
     mk = read_map(mask, what="mask") if mask is not None else None
     if mk is not None and mk.data.shape != m1.data.shape:
         raise InputFileError(f"mask {str(mask)!r} has shape {mk.data.shape} but the half-maps are {m1.data.shape}")
@@ -71,8 +77,12 @@ def load_inputs(half1: Path, half2: Path, mask: Path | None, *,
             bad = int(md.data.size - np.count_nonzero(np.isfinite(md.data)))
             raise InputFileError(f"{what} {md.path!r} has {bad} non-finite (NaN or infinite) voxels")
     if mk is not None:
+        if not np.isfinite(mk.data).all():
+            bad = int(mk.data.size - np.count_nonzero(np.isfinite(mk.data)))
+            raise InputFileError(f"mask {str(mask)!r} has {bad} non-finite (NaN or infinite) voxels: expected "
+                                 "values in [0, 1]")
         lo, hi = float(mk.data.min()), float(mk.data.max())
-        if not np.isfinite(mk.data).all() or lo < -1e-5 or hi > 1 + 1e-5:
+        if lo < -1e-5 or hi > 1 + 1e-5:
             raise InputFileError(f"mask {str(mask)!r} must hold values in [0, 1], found min {lo:.4g} and max {hi:.4g}")
         if hi <= 0:
             raise InputFileError(f"mask {str(mask)!r} is all zero: expected a soft mask around the particle")
@@ -83,11 +93,11 @@ def summarise(result: FilterResult, *, inputs: dict[str, str | None], timings: d
               mask: np.ndarray | None) -> dict[str, Any]:
     """The JSON summary of one run."""
     px = result.pixel_size_angstrom
-
-    def crossing(curve: Any, thr: float) -> float | None:
-        if curve is None:
-            return None
-        return float(cycles_to_angstrom(curve.crossing(thr), pixel_size_angstrom=px))
+    curves = {"unmasked": result.fsc_unmasked, "masked": result.fsc_masked}
+    # value None: not reached (FSC below the threshold from the first shell on); status says
+    # whether a value is a crossing or the last shell as a bound (FSCCurve.crossing_status)
+    fsc_res = {thr: {k: (None, None) if c is None else fsc_resolution_angstrom(c, thr, pixel_size_angstrom=px)
+                     for k, c in curves.items()} for thr in (0.143, 0.5)}
 
     sel = result.local_resolution_angstrom[mask > 0.5] if mask is not None else result.local_resolution_angstrom
     sel = sel if sel.size else result.local_resolution_angstrom
@@ -102,15 +112,37 @@ def summarise(result: FilterResult, *, inputs: dict[str, str | None], timings: d
         "bands": result.bands.to_dict(),
         "fsc": {"unmasked": result.fsc_unmasked.to_dict(),
                 "masked": None if result.fsc_masked is None else result.fsc_masked.to_dict()},
-        "fsc_0143_angstrom": {"unmasked": crossing(result.fsc_unmasked, 0.143),
-                              "masked": crossing(result.fsc_masked, 0.143)},
-        "fsc_05_angstrom": {"unmasked": crossing(result.fsc_unmasked, 0.5),
-                            "masked": crossing(result.fsc_masked, 0.5)},
+        "fsc_0143_angstrom": {k: v for k, (v, _) in fsc_res[0.143].items()},
+        "fsc_05_angstrom": {k: v for k, (v, _) in fsc_res[0.5].items()},
+        "fsc_crossing": {key: {k: status for k, (_, status) in fsc_res[thr].items()}
+                         for key, thr in (("0143", 0.143), ("05", 0.5))},
         "local_resolution_angstrom": {**pct, "within": "mask > 0.5" if mask is not None else "whole box",
                                       "criterion": result.params.criterion},
         "timings_seconds": {**{k: round(v, 4) for k, v in result.timings.items()},
                             **{k: round(v, 4) for k, v in timings.items()}},
     }
+
+
+def fsc_text(summary: dict[str, Any], which: str = "unmasked", threshold: str = "0143") -> str:
+    """The FSC resolution of a summary as a phrase to follow "FSC=0.143": "at 4.20 Å", "at <= 3.00 Å (...)", ....
+
+    ``which`` is "unmasked" or "masked", ``threshold`` "0143" or "05". Summaries written
+    before the crossing status existed count as crossed.
+    """
+    value = (summary.get(f"fsc_{threshold}_angstrom") or {}).get(which)
+    status = ((summary.get("fsc_crossing") or {}).get(threshold) or {}).get(which) or CROSSED
+    return describe_fsc_resolution(value, status, threshold=0.143 if threshold == "0143" else 0.5)
+
+
+@contextlib.contextmanager
+def naming_engine_errors(half1: str | Path, half2: str | Path) -> Iterator[None]:
+    """Turn the engine's ``ValueError`` about a pair of halves into an ``InputFileError`` naming both files."""
+    try:
+        yield
+    except InputFileError:
+        raise
+    except ValueError as exc:
+        raise InputFileError(f"half-maps {str(half1)!r} and {str(half2)!r}: {exc}") from None
 
 
 def write_outputs(result: FilterResult, out_dir: Path, *, summary: dict[str, Any],
@@ -159,7 +191,8 @@ def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: P
     # hand the arrays over: the engine drops them once it has their spectra (memory at 256^3)
     halves = [m1.data, m2.data]
     del m1, m2, mk
-    result = lf.filter_owned(halves, progress=progress)
+    with naming_engine_errors(half1, half2):
+        result = lf.filter_owned(halves, progress=progress)
     t1 = time.perf_counter()
     summary = summarise(result, inputs={"half1": str(half1), "half2": str(half2),
                                         "mask": None if mask_path is None else str(mask_path)},

@@ -62,6 +62,8 @@ def _curve(summary: dict[str, Any], which: str) -> tuple[npt.NDArray[np.float64]
 
 
 def _draw_fsc(ax: Any, summary: dict[str, Any]) -> None:
+    from locband.pipeline import fsc_text
+
     px = float(summary["pixel_size_angstrom"])
     styles = {"unmasked": ("tab:blue", "-"), "masked": ("tab:red", "-")}
     for which, (colour, ls) in styles.items():
@@ -70,10 +72,8 @@ def _draw_fsc(ax: Any, summary: dict[str, Any]) -> None:
             continue
         freq, fsc = curve
         r0143 = (summary.get("fsc_0143_angstrom") or {}).get(which)
-        r05 = (summary.get("fsc_05_angstrom") or {}).get(which)
-        label = which
-        if r0143 is not None and r05 is not None:
-            label += f": {r0143:.2f} Å at 0.143, {r05:.2f} Å at 0.5"
+        # honest about bounds: "<= 3.00 Å (...)" at the last shell, "not reached (...)" without a crossing
+        label = f"{which}: FSC=0.143 {fsc_text(summary, which, '0143')}, 0.5 {fsc_text(summary, which, '05')}"
         ax.plot(freq / px, fsc, color=colour, ls=ls, lw=1.5, label=label)
         if r0143 is not None:
             ax.axvline(1.0 / r0143, color=colour, ls=":", lw=1)
@@ -173,7 +173,7 @@ def _settings_page(summary: dict[str, Any]) -> Any:
     fig = Figure(figsize=(8.3, 11.7))
     FigureCanvasAgg(fig)
     keep = {k: summary.get(k) for k in ("locband_version", "inputs", "pixel_size_angstrom", "shape_zyx", "settings",
-                                         "n_bands", "fsc_0143_angstrom", "fsc_05_angstrom",
+                                         "n_bands", "fsc_0143_angstrom", "fsc_05_angstrom", "fsc_crossing",
                                          "local_resolution_angstrom", "timings_seconds", "outputs")}
     text = json.dumps(keep, indent=1, default=str)
     fig.text(0.05, 0.97, "Run settings and numbers (from summary.json)", fontsize=12, va="top")

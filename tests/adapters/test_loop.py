@@ -67,15 +67,31 @@ def test_each_step_equals_a_fresh_one_shot_filter() -> None:
     assert rf.history == got
 
 
-def test_identical_halves_reach_the_last_shell() -> None:
+def test_identical_halves_are_refused() -> None:
     x = np.random.default_rng(5).standard_normal((24, 24, 24)).astype(np.float32)
     rf = RefinementFilter(x.shape, pixel_size_angstrom=2.0)
-    step = rf(x, x)
+    with pytest.raises(ValueError, match="half1 and half2 are identical or nearly so"):
+        rf(x, x)
+
+
+def test_an_fsc_above_the_threshold_to_nyquist_is_reported_as_a_bound() -> None:
+    pair = synthetic_pair((24, 24, 24), noise_std=1e-3, seed=5)  # FSC ~0.93 at Nyquist
+    rf = RefinementFilter(pair.half1.shape, pixel_size_angstrom=2.0)
+    step = rf(pair.half1, pair.half2)
     assert isinstance(step, LoopStep)
-    last = float(step.result.fsc_unmasked.frequency[-1])
-    # FSC is 1 in every shell, so the 0.143 crossing is the last shell (within float rounding)
-    assert step.fsc_resolution_angstrom == pytest.approx(2.0 / last, rel=1e-9)
-    assert step.fsc_resolution_angstrom < 2.0 / 0.45
+    assert step.fsc_crossing == "above_to_last_shell"
+    # the last shell (Nyquist, 4 Å), never finer
+    assert step.fsc_resolution_angstrom == pytest.approx(4.0, rel=1e-12)
+
+
+def test_no_shell_above_the_threshold_gives_inf_not_a_number_beyond_nyquist() -> None:
+    rng = np.random.default_rng(3)
+    h1, h2 = (rng.standard_normal((24, 24, 24)).astype(np.float32) for _ in range(2))
+    rf = RefinementFilter(h1.shape, pixel_size_angstrom=2.0)
+    step = rf(h1, h2)
+    assert step.result.fsc_unmasked.fsc[1] < 0.143  # this seed: pure noise, below from the first shell
+    assert step.fsc_crossing == "below_at_first_shell"
+    assert step.fsc_resolution_angstrom == float("inf")
 
 
 def test_noise_is_worse_than_signal() -> None:

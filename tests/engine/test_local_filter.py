@@ -13,14 +13,19 @@ ODD_SHAPES = [(31, 37, 29), (47, 47, 47), (40, 48, 56), (33, 32, 31)]
 
 
 @pytest.mark.parametrize("shape", [(64, 64, 64)] + ODD_SHAPES)
-def test_a_identical_noise_free_halves_give_back_the_input(shape):
-    truth = synthetic_pair(shape, kind="uniform", noise_std=1.0, seed=3).truth
-    r = local_filter(truth, truth, pixel_size_angstrom=1.2)
-    scale = np.abs(truth).max()
-    # weights are exactly 1 (no noise) and the bands sum to 1: only float32 FFT rounding
-    # (~1e-7 relative per transform, a few dozen transforms) separates output from input
-    for out in (r.full, r.half1, r.half2):
-        np.testing.assert_allclose(out, truth, atol=2e-5 * scale)
+def test_a_high_snr_halves_come_back_unchanged(shape):
+    # identical halves are refused (they are not independent: tests/engine/test_fsc_checks.py);
+    # the nearest valid case is noise 1e-4 of an atom's peak, per-half SNR ~1e4 at Nyquist
+    noise = 1e-4
+    pair = synthetic_pair(shape, kind="uniform", noise_std=noise, seed=3)
+    r = local_filter(pair.half1, pair.half2, pixel_size_angstrom=1.2)
+    # weights are 1 - N/(S+N) ~ 1 and the bands sum to 1: the filter removes at most the noise,
+    # so every output stays within a few noise sd of its input (max over 1e5 voxels < 5 sd;
+    # measured 2.6 sd)
+    tol = 6 * noise
+    np.testing.assert_allclose(r.half1, pair.half1, atol=tol)
+    np.testing.assert_allclose(r.half2, pair.half2, atol=tol)
+    np.testing.assert_allclose(r.full, (pair.half1 + pair.half2) / 2, atol=tol)
 
 
 @pytest.mark.parametrize("shape", [(64, 64, 64), (47, 47, 47)])

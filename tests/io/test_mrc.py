@@ -1,8 +1,10 @@
 import os
+import re
 
 import mrcfile
 import numpy as np
 import pytest
+from mrc_variants import set_header_int, write_big_endian, write_extended, write_permuted, write_standard
 
 from locband.io import InputFileError, read_map, write_map
 from locband.io.outputs import OutputSet
@@ -28,7 +30,8 @@ def test_supported_modes_read_as_float32(tmp_path, dtype, mode):
 
 def test_complex_mode_is_rejected_with_the_file_name(tmp_path):
     _write_raw(tmp_path / "c.mrc", np.ones((4, 4, 4), np.complex64))
-    with pytest.raises(InputFileError, match=r"half-map 1 '.*c\.mrc' has MRC mode 4; supported modes are 0, 1, 2, 6 and 12"):
+    with pytest.raises(InputFileError, match=r"half-map 1 '.*c\.mrc' has MRC mode 4 \(complex float32\); "
+                                             r"supported modes are 0, 1, 2, 6 and 12"):
         read_map(tmp_path / "c.mrc", what="half-map 1")
 
 
@@ -84,3 +87,109 @@ def test_output_set_is_all_or_nothing(tmp_path):
     ok.add("b.txt", lambda p: p.write_text("b"))
     assert [p.name for p in ok.commit()] == ["a.txt", "b.txt"]
     assert (tmp_path / "b.txt").read_text() == "b"
+
+
+# -- header against data (issue 8, items 3 and 10) ---------------------------------------------
+
+MODE_WORD, MAPC_WORD = 3, 16  # 32-bit header words: mode, then mapc, mapr, maps
+
+
+def test_axis_order_is_honoured_on_a_map_whose_reading_is_spelled_out(tmp_path):
+    # columns along z (mapc = 3), rows along x (mapr = 1), sections along y (maps = 2): the file
+    # holds file[s, r, c] = value at (z = c, y = s, x = r); the value encodes its own position
+    nz, ny, nx = 2, 4, 3
+    file_array = np.zeros((ny, nx, nz), np.float32)  # (sections, rows, columns)
+    for s in range(ny):
+        for r in range(nx):
+            for c in range(nz):
+                file_array[s, r, c] = 100 * c + 10 * s + r  # 100 z + 10 y + x
+    with mrcfile.new(tmp_path / "p.mrc") as m:
+        m.set_data(file_array)
+        m.header.mapc, m.header.mapr, m.header.maps = 3, 1, 2
+    md = read_map(tmp_path / "p.mrc")
+    assert md.data.shape == (nz, ny, nx)
+    z, y, x = np.indices((nz, ny, nx))
+    np.testing.assert_array_equal(md.data, 100 * z + 10 * y + x)
+    assert md.data.flags.c_contiguous
+
+
+@pytest.mark.parametrize("axes", [(1, 2, 3), (1, 3, 2), (2, 1, 3), (2, 3, 1), (3, 1, 2), (3, 2, 1)])
+def test_every_axis_order_reads_as_z_y_x(tmp_path, rng, axes):
+    vol = rng.standard_normal((5, 6, 7)).astype(np.float32)  # non-cubic: a wrong transpose shows in the shape
+    md = read_map(write_permuted(tmp_path / "p.mrc", vol, axes, voxel=1.1))
+    np.testing.assert_array_equal(md.data, vol)
+    assert md.pixel_size_angstrom == pytest.approx(1.1, rel=1e-6)
+
+
+@pytest.mark.parametrize("axes", [(1, 1, 3), (0, 0, 0), (1, 2, 4)])
+def test_an_axis_order_that_is_not_a_permutation_is_refused(tmp_path, axes):
+    path = write_standard(tmp_path / "a.mrc", np.ones((4, 4, 4), np.float32))
+    for k, v in enumerate(axes):
+        set_header_int(path, MAPC_WORD + k, v)
+    with pytest.raises(InputFileError, match=rf"half-map 1 '.*a\.mrc' has axis order mapc, mapr, maps = "
+                                             rf"{axes[0]}, {axes[1]}, {axes[2]} in its header: expected a "
+                                             r"permutation of 1, 2, 3"):
+        read_map(path, what="half-map 1")
+
+
+@pytest.mark.parametrize("data_dtype,header_mode,problem,expected,found,fits", [
+    # float32 data under a header that says int16: twice as long as the header implies
+    (np.float32, 1, "is longer than its header says", 2 * 240, 4 * 240, "mode 2 \\(float32\\)"),
+    # int16 data under a header that says float32: half as long
+    (np.int16, 2, r"is truncated \(shorter than its header says\)", 4 * 240, 2 * 240,
+     "mode 1 \\(int16\\) or mode 6 \\(uint16\\) or mode 12 \\(float16\\)"),
+    # int8 data under a header that says uint16
+    (np.int8, 6, r"is truncated \(shorter than its header says\)", 2 * 240, 240, "mode 0 \\(int8\\)"),
+])
+def test_a_header_mode_that_does_not_match_the_data_length_is_refused(tmp_path, data_dtype, header_mode, problem,
+                                                                      expected, found, fits):
+    path = write_standard(tmp_path / "m.mrc", np.arange(240).reshape(4, 6, 10).astype(data_dtype))
+    set_header_int(path, MODE_WORD, header_mode)
+    with pytest.raises(InputFileError) as err:
+        read_map(path, what="half-map 2")
+    msg = str(err.value)
+    assert re.match(rf"half-map 2 '.*m\.mrc' {problem}: mode {header_mode} \(\w+\) and 10x6x4 voxels "
+                    rf"\(columns, rows, sections\) make {expected} bytes of data, but {found} bytes follow the "
+                    rf"1024-byte header and 0-byte extended header: the header's mode or dimensions do not match "
+                    rf"the data; {found} bytes would fit {fits}$", msg), msg
+
+
+def test_the_extended_header_counts_in_the_expected_length(tmp_path, rng):
+    vol = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    path = write_extended(tmp_path / "e.mrc", vol, nbytes=1200)
+    np.testing.assert_array_equal(read_map(path).data, vol)
+    set_header_int(path, 23, 0)  # nsymbt = 0: the 1200 bytes now look like extra data
+    with pytest.raises(InputFileError, match=r"is longer than its header says: .* make 480 bytes of data, but "
+                                             r"1680 bytes follow the 1024-byte header and 0-byte extended header"):
+        read_map(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.float16])
+def test_big_endian_files_read_right(tmp_path, rng, dtype):
+    vol = (rng.standard_normal((4, 5, 6)) * 100).astype(dtype)
+    path = write_big_endian(tmp_path / "b.mrc", vol, voxel=1.7)
+    assert path.read_bytes()[212:214] == b"\x11\x11"  # big-endian machine stamp
+    md = read_map(path)
+    np.testing.assert_array_equal(md.data, vol.astype(np.float32))
+    assert md.pixel_size_angstrom == pytest.approx(1.7, rel=1e-6)
+
+
+@pytest.mark.parametrize("mode,name", [(3, " \\(complex int16\\)"), (4, " \\(complex float32\\)"), (5, ""),
+                                       (101, " \\(4-bit\\)"), (-1, "")])
+def test_unsupported_modes_are_named(tmp_path, mode, name):
+    path = write_standard(tmp_path / "u.mrc", np.ones((4, 4, 4), np.float32))
+    set_header_int(path, MODE_WORD, mode)
+    with pytest.raises(InputFileError, match=rf"mask '.*u\.mrc' has MRC mode {mode}{name}; supported modes are "
+                                             r"0, 1, 2, 6 and 12 \(real-valued maps\)$"):
+        read_map(path, what="mask")
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", r"is not an MRC file: it holds 0 bytes, fewer than the 1024-byte MRC header"),
+    (b"MAP " * 100, r"is not an MRC file: it holds 400 bytes, fewer than the 1024-byte MRC header"),
+    (bytes(range(256)) * 40, r"is not a readable MRC file \(no 'MAP ' label in its header, and it has MRC mode"),
+])
+def test_files_that_are_not_mrc_are_refused(tmp_path, content, message):
+    (tmp_path / "x.mrc").write_bytes(content)
+    with pytest.raises(InputFileError, match=rf"map '.*x\.mrc' {message}"):
+        read_map(tmp_path / "x.mrc")

@@ -42,7 +42,7 @@ from locband.io.errors import InputFileError
 from locband.io.mrc import MapData, write_map
 from locband.io.outputs import OutputSet
 from locband.io.summary import read_json, write_json
-from locband.pipeline import OUTPUT_NAMES, load_inputs, summarise
+from locband.pipeline import OUTPUT_NAMES, fsc_text, load_inputs, naming_engine_errors, summarise
 
 __all__ = ["HALF_SLOTS", "OUTPUT_SLOTS", "CryosparcJobError", "FilterRequest", "LoopRequest", "check_volume_record",
            "choose_mask_slot", "output_slot_specs", "build_output_fields", "connect", "disconnect", "filter_offline",
@@ -169,7 +169,8 @@ def _filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, req: F
                  progress: Progress | None) -> FilterResult:
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
                      params=req.params, workers=req.workers, backend=req.backend)
-    return lf(m1.data, m2.data, progress=progress)
+    with naming_engine_errors(m1.path, m2.path):
+        return lf(m1.data, m2.data, progress=progress)
 
 
 def _check_against_record(record: VolumeRecord, m1: MapData, px_header: float) -> None:
@@ -432,8 +433,8 @@ def _run_in_job(ext: Any, req: FilterRequest, m1: MapData, m2: MapData, mk: MapD
                                               shape=result.full.shape, pixel_size_angstrom=px).items():
             dset[key] = value
         ext.save_output(OUTPUT_NAME, dset)
-        fsc = summary["fsc_0143_angstrom"]
-        ext.log(f"locband: done; FSC=0.143 at {fsc['masked'] or fsc['unmasked']:.2f} Å; output '{OUTPUT_NAME}' saved")
+        which = "unmasked" if summary["fsc"]["masked"] is None else "masked"
+        ext.log(f"locband: done; FSC=0.143 {fsc_text(summary, which)} ({which}); output '{OUTPUT_NAME}' saved")
     return summary
 
 

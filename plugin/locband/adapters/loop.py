@@ -28,8 +28,8 @@ import numpy.typing as npt
 
 from locband.engine import _fft
 from locband.engine.local import LocalFilter
-from locband.engine.params import FilterParams, FilterResult
-from locband.engine.units import cycles_to_angstrom
+from locband.engine.params import CROSSED, FilterParams, FilterResult
+from locband.engine.units import fsc_resolution_angstrom
 
 __all__ = ["LoopStep", "RefinementFilter"]
 
@@ -51,7 +51,10 @@ class LoopStep:
     local_resolution_angstrom : (nz, ny, nx) ndarray of float32
         Local resolution in Å.
     fsc_resolution_angstrom : float
-        Global resolution (FSC = 0.143) in Å; masked FSC when the filter has a mask.
+        Global resolution (FSC = 0.143) in Å; masked FSC when the filter has a mask. Where the
+        FSC never falls below 0.143 this is the last shell (a bound: the resolution is at least
+        this), where it is below 0.143 from the first shell on it is ``inf`` (no resolution);
+        ``fsc_crossing`` says which.
     call_index : int
         1 for the first call of this filter, 2 for the second, ...
     seconds : float
@@ -60,6 +63,9 @@ class LoopStep:
         FFT plans made during this call (0 once the plans of the box exist).
     result : FilterResult
         The engine's full result (FSC curves, band layout, timings).
+    fsc_crossing : str
+        ``"crossed"``, ``"above_to_last_shell"`` or ``"below_at_first_shell"``
+        (:meth:`~locband.engine.params.FSCCurve.crossing_status`).
     """
 
     half1: npt.NDArray[np.float32]
@@ -71,6 +77,7 @@ class LoopStep:
     seconds: float
     new_fft_plans: int
     result: FilterResult
+    fsc_crossing: str = CROSSED
 
 
 class RefinementFilter:
@@ -143,15 +150,17 @@ class RefinementFilter:
         Raises
         ------
         ValueError
-            Shapes differ from the plan, non-finite or constant input.
+            Shapes differ from the plan, non-finite or constant input, halves that cannot be
+            independent (identical, or one with inverted contrast).
         """
         t0 = time.perf_counter()
         plans_before = _fft.plans_created()
         res = self._filter(half1, half2, progress=progress)
         curve = res.fsc_masked if res.fsc_masked is not None else res.fsc_unmasked
-        fsc_res = float(cycles_to_angstrom(curve.crossing(FSC_THRESHOLD), pixel_size_angstrom=self.pixel_size_angstrom))
+        value, status = fsc_resolution_angstrom(curve, FSC_THRESHOLD, pixel_size_angstrom=self.pixel_size_angstrom)
+        fsc_res = float("inf") if value is None else value
         self.history.append(fsc_res)
         return LoopStep(half1=res.half1, half2=res.half2, full=res.full,
                         local_resolution_angstrom=res.local_resolution_angstrom, fsc_resolution_angstrom=fsc_res,
                         call_index=self.calls, seconds=time.perf_counter() - t0,
-                        new_fft_plans=_fft.plans_created() - plans_before, result=res)
+                        new_fft_plans=_fft.plans_created() - plans_before, result=res, fsc_crossing=status)

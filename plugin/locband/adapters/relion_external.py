@@ -367,7 +367,7 @@ def build_output_nodes(out_dir: str, outputs: dict[str, str]) -> list[OutputNode
 
 def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     from locband.commands._common import TerminalProgress
-    from locband.pipeline import filter_files
+    from locband.pipeline import filter_files, fsc_text
     from locband.report import REPORT_NAMES
 
     for item in _group_options(req.ignored):
@@ -385,7 +385,7 @@ def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     nodes = build_output_nodes(req.out_dir, written)
     write_output_nodes(req.out_dir, nodes)
     res = summary["local_resolution_angstrom"]
-    job.log(f"done: FSC=0.143 at {summary['fsc_0143_angstrom']['unmasked']:.2f} Å (unmasked); local resolution "
+    job.log(f"done: FSC=0.143 {fsc_text(summary)} (unmasked); local resolution "
             f"{res['p5']:.2f}-{res['p95']:.2f} Å (5-95 %); nodes: {', '.join(n.name for n in nodes)}")
 
 

@@ -545,9 +545,9 @@ def _summary(req: ExtRecRequest, result: FilterResult | None, seconds: float, mo
                     "local_resolution_angstrom": {"min": float(res.min()), "p5": float(np.percentile(res, 5)),
                                                   "median": float(np.median(res)),
                                                   "p95": float(np.percentile(res, 95)), "max": float(res.max())},
-                    "fsc_0143_angstrom_unmasked": _angstrom(result.fsc_unmasked.crossing(0.143), req),
-                    "fsc_0143_angstrom_masked": (None if result.fsc_masked is None else
-                                                 _angstrom(result.fsc_masked.crossing(0.143), req)),
+                    # None: FSC below 0.143 from the first shell on; "fsc_0143_crossing" says whether a
+                    # value is a crossing or the last shell as a bound (FSCCurve.crossing_status)
+                    **_fsc_fields(result, req),
                     "params": result.params.to_dict(), "timings": result.timings})
     return rec
 
@@ -562,8 +562,16 @@ def _process_seconds() -> float | None:
         return None
 
 
-def _angstrom(cycles: float, req: ExtRecRequest) -> float:
-    return float(req.pixel_size_angstrom / cycles) if cycles > 0 else float("inf")
+def _fsc_fields(result: FilterResult, req: ExtRecRequest) -> dict[str, Any]:
+    from locband.engine.units import fsc_resolution_angstrom
+
+    out: dict[str, Any] = {}
+    for which, curve in (("unmasked", result.fsc_unmasked), ("masked", result.fsc_masked)):
+        value, status = (None, None) if curve is None else fsc_resolution_angstrom(
+            curve, 0.143, pixel_size_angstrom=req.pixel_size_angstrom)
+        out[f"fsc_0143_angstrom_{which}"] = value
+        out[f"fsc_0143_crossing_{which}"] = status
+    return out
 
 
 def _line(req: ExtRecRequest, rec: dict[str, Any]) -> str:

@@ -128,6 +128,7 @@ def loop_request(args: argparse.Namespace) -> Any:
 
 def _run_filter(args: argparse.Namespace) -> int:
     from locband.adapters.cryosparc_job import connect, disconnect, run_filter_job
+    from locband.pipeline import fsc_text
 
     req = filter_request(args)
     cs = connect(args.url)
@@ -136,7 +137,7 @@ def _run_filter(args: argparse.Namespace) -> int:
     finally:
         disconnect(cs)
     print(f"locband cryosparc filter: {args.project} {out['external_job']} output '{out['output']}' saved | "
-          f"FSC=0.143 at {out['fsc_0143_angstrom']['unmasked']:.2f} Å (unmasked)")
+          f"FSC=0.143 {fsc_text(out)} (unmasked)")
     return 0
 
 

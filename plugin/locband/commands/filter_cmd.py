@@ -40,7 +40,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``locband filter``."""
-    from locband.pipeline import filter_files
+    from locband.pipeline import filter_files, fsc_text
 
     t0 = time.perf_counter()
     if args.pixel_size is not None and not args.pixel_size > 0:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                            workers=args.threads, backend=args.fft_backend, report=not args.no_report,
                            progress=TerminalProgress(enabled=not args.quiet))
     res = summary["local_resolution_angstrom"]
-    print(f"locband filter: wrote {args.out_dir} | FSC=0.143 at {summary['fsc_0143_angstrom']['unmasked']:.2f} Å "
+    print(f"locband filter: wrote {args.out_dir} | FSC=0.143 {fsc_text(summary)} "
           f"(unmasked) | local resolution {res['p5']:.2f}-{res['p95']:.2f} Å (5-95 %) | "
           f"{summary['n_bands']} bands | {time.perf_counter() - t0:.1f} s")
     return 0

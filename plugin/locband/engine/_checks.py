@@ -6,10 +6,19 @@ them on unchanged (adding the file name they know about).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["check_volume", "check_same_shape", "check_mask", "check_positive"]
+__all__ = ["check_volume", "check_same_shape", "check_mask", "check_positive", "PairScale", "pair_scale"]
+
+#: accepted spread of a half-map's values about its mean. The engine computes in float32: a
+#: forward FFT sums up to 2**30 voxels (1024^3), which must stay below float32's 3.4e38, and
+#: values far below 1e-25 approach float32's subnormal range (1.2e-38) once multiplied by
+#: window and band weights. Inside these limits every result is independent of the scale.
+_VALUE_SPAN = (1e-25, 1e25)
 
 
 def check_volume(volume: object, *, name: str, allow_constant: bool = False) -> npt.NDArray[np.float32]:
@@ -80,3 +89,59 @@ def check_positive(value: object, *, name: str) -> float:
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return v
+
+
+@dataclass(frozen=True)
+class PairScale:
+    """The level and common scale that bring two half-maps to a standard range inside the engine.
+
+    The engine removes each half's mean (the solvent level: a constant carries no structure,
+    and must not change the FSC, the local statistics or the weights) and divides both halves by
+    one power of two near their spread. Products of powers then stay well inside float32's range
+    whatever the input's scale (1e-12 or 1e12), a power of two rescales without rounding, and
+    outputs get the scale and the means back.
+
+    Attributes
+    ----------
+    offsets : tuple of float
+        Mean of half 1 and of half 2.
+    scale : float
+        Common power of two the mean-free halves were divided by.
+    """
+
+    offsets: tuple[float, float]
+    scale: float
+
+    def normalise_spectrum(self, spectrum: npt.NDArray[np.complex64], *,
+                           remove_mean: bool = True) -> npt.NDArray[np.complex64]:
+        """Divide an rfft spectrum of a half by the scale, in place; ``remove_mean`` zeroes its DC term."""
+        spectrum *= np.float32(1.0 / self.scale)
+        if remove_mean:
+            spectrum[(0,) * spectrum.ndim] = 0
+        return spectrum
+
+    def restore(self, half1: npt.NDArray[np.float32], half2: npt.NDArray[np.float32],
+                full: npt.NDArray[np.float32]) -> None:
+        """Give filtered outputs their scale and mean back, in place (the full map gets the mean of both)."""
+        full_offset = 0.5 * (self.offsets[0] + self.offsets[1])
+        for out, offset in ((half1, self.offsets[0]), (half2, self.offsets[1]), (full, full_offset)):
+            out *= np.float32(self.scale)
+            out += np.float32(offset)
+
+
+def pair_scale(half1: npt.NDArray[np.float32], half2: npt.NDArray[np.float32]) -> PairScale:
+    """Means of two half-maps and the power of two that brings their common spread near 1.
+
+    Statistics are taken in float64 without temporaries the size of the maps.
+
+    Raises
+    ------
+    ValueError
+        The values spread over less than 1e-25 or more than 1e25 about their mean.
+    """
+    offsets = (float(np.mean(half1, dtype=np.float64)), float(np.mean(half2, dtype=np.float64)))
+    span = max(max(float(h.max()) - m, m - float(h.min())) for h, m in zip((half1, half2), offsets, strict=True))
+    if not _VALUE_SPAN[0] <= span <= _VALUE_SPAN[1]:
+        raise ValueError(f"half1 and half2 values spread {span:.3g} about their means: expected between "
+                         f"{_VALUE_SPAN[0]:g} and {_VALUE_SPAN[1]:g} (rescale the maps)")
+    return PairScale(offsets=offsets, scale=math.ldexp(1.0, math.frexp(span)[1]))

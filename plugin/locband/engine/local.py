@@ -33,11 +33,11 @@ import numpy as np
 import numpy.typing as npt
 
 from locband.engine import _fft
-from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume
+from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume, pair_scale
 from locband.engine._grid import crop_indices, frequency_squared, rfft_shape
 from locband.engine._interp import resample_linear
 from locband.engine.bands import band_layout, band_weight, gaussian_window
-from locband.engine.fsc import fsc_from_spectra
+from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
 from locband.engine.params import FilterParams, FilterResult
 from locband.engine.units import cycles_to_angstrom
 
@@ -258,7 +258,9 @@ class LocalFilter:
         Raises
         ------
         ValueError
-            Shapes differ from each other or from the plan, non-finite or constant input.
+            Shapes differ from each other or from the plan, non-finite or constant input,
+            halves that cannot be independent (identical, or anti-correlated: see
+            :func:`~locband.engine.fsc.check_independent_halves`).
         """
         return self.filter_owned([np.asarray(half1), np.asarray(half2)], progress=progress)
 
@@ -299,13 +301,15 @@ class LocalFilter:
         wk, be = self.workers, self.backend
         timings: dict[str, float] = {}
         report(0.0, "Fourier transforms")
-        f1 = _fft.rfftn(h1, workers=wk, backend=be)
-        f2 = _fft.rfftn(h2, workers=wk, backend=be)
+        norm = pair_scale(h1, h2)  # mean-free and unit scale inside: see PairScale
+        f1 = norm.normalise_spectrum(_fft.rfftn(h1, workers=wk, backend=be))
+        f2 = norm.normalise_spectrum(_fft.rfftn(h2, workers=wk, backend=be))
         fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
+        check_independent_halves(fsc_unmasked)
         fsc_masked = None
         if self.mask is not None:
-            m1 = _fft.rfftn(h1 * self.mask, workers=wk, backend=be)
-            m2 = _fft.rfftn(h2 * self.mask, workers=wk, backend=be)
+            m1 = norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h1, self.mask), workers=wk, backend=be))
+            m2 = norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h2, self.mask), workers=wk, backend=be))
             fsc_masked = fsc_from_spectra(m1, m2, self.shape)
             del m1, m2
         # from here on only the spectra are needed: drop the inputs (see filter_owned)
@@ -327,6 +331,7 @@ class LocalFilter:
             report(0.05 + 0.9 * cost[b] / cost[-1], f"band {b + 1}/{lay.n_bands}")
         del f1, f2
         out1, out2, outf = outputs.finish()
+        norm.restore(out1, out2, outf)
         timings["bands"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FilterParams", "BandLayout", "FSCCurve", "FilterResult"]
+__all__ = ["FilterParams", "BandLayout", "FSCCurve", "FilterResult", "CROSSED", "BELOW_AT_FIRST_SHELL",
+           "ABOVE_TO_LAST_SHELL"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,12 @@ class BandLayout:
                 "stats_shapes": [list(s) for s in self.stats_shapes], "n_effective": list(self.n_effective)}
 
 
+#: :meth:`FSCCurve.crossing_status` values
+CROSSED = "crossed"
+BELOW_AT_FIRST_SHELL = "below_at_first_shell"
+ABOVE_TO_LAST_SHELL = "above_to_last_shell"
+
+
 @dataclass(frozen=True)
 class FSCCurve:
     """A Fourier shell correlation curve.
@@ -123,27 +130,58 @@ class FSCCurve:
     Attributes
     ----------
     frequency : (n,) ndarray of float64
-        Shell centres in cycles/voxel.
+        Shell centres in cycles/voxel; shell 0 is the mean alone (FSC 1 by convention).
     fsc : (n,) ndarray of float64
         Correlation per shell.
+    counts : (n,) ndarray of float64 or None
+        Fourier coefficients of the full spectrum in each shell; 0 where a half has no power
+        there (nothing measured). None where unknown.
     """
 
     frequency: npt.NDArray[np.float64]
     fsc: npt.NDArray[np.float64]
+    counts: npt.NDArray[np.float64] | None = None
 
     def crossing(self, threshold: float) -> float:
-        """First frequency (cycles/voxel) where the FSC falls below ``threshold``, interpolated.
+        """Where the FSC first falls below ``threshold``, in cycles/voxel; never outside the measured shells.
 
-        Returns the last shell's frequency if it never falls below.
+        Shell 0 (the mean) says nothing about resolution and is skipped. Between the last shell
+        at or above the threshold and the first one below, the crossing is interpolated
+        linearly, so it lies within ``[frequency[1], frequency[-1]]``, with two exceptions
+        that :meth:`crossing_status` names:
+
+        * ``frequency[-1]`` (the last shell, Nyquist for an even box) where the FSC never
+          falls below: a bound, the resolution is at least this (``ABOVE_TO_LAST_SHELL``);
+        * ``0.0`` where the FSC is below the threshold already at shell 1: no shell reaches
+          it and there is no resolution to report (``BELOW_AT_FIRST_SHELL``; in Å, ``inf``).
+
+        Parameters
+        ----------
+        threshold : float
+            FSC value, e.g. 0.143.
+
+        Returns
+        -------
+        float
+            Cycles/voxel.
         """
         below = np.nonzero(self.fsc[1:] < threshold)[0]
         if below.size == 0:
             return float(self.frequency[-1])
         i = int(below[0]) + 1
+        if i == 1:
+            return 0.0
         f0, f1 = self.frequency[i - 1], self.frequency[i]
         c0, c1 = self.fsc[i - 1], self.fsc[i]
-        t = 0.0 if c0 == c1 else (c0 - threshold) / (c0 - c1)
+        t = min(max((c0 - threshold) / (c0 - c1), 0.0), 1.0)  # c0 >= threshold > c1
         return float(f0 + t * (f1 - f0))
+
+    def crossing_status(self, threshold: float) -> str:
+        """What :meth:`crossing` returns: ``CROSSED``, ``ABOVE_TO_LAST_SHELL`` or ``BELOW_AT_FIRST_SHELL``."""
+        below = np.nonzero(self.fsc[1:] < threshold)[0]
+        if below.size == 0:
+            return ABOVE_TO_LAST_SHELL
+        return BELOW_AT_FIRST_SHELL if below[0] == 0 else CROSSED
 
     def to_dict(self) -> dict[str, list[float]]:
         """Plain dict (for JSON summaries)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["cycles_to_angstrom", "angstrom_to_cycles"]
+from locband.engine.params import ABOVE_TO_LAST_SHELL, BELOW_AT_FIRST_SHELL, FSCCurve
+
+__all__ = ["cycles_to_angstrom", "angstrom_to_cycles", "fsc_resolution_angstrom", "describe_fsc_resolution"]
 
 
 def cycles_to_angstrom(frequency: npt.ArrayLike, *, pixel_size_angstrom: float) -> npt.NDArray[np.float64]:
@@ -28,3 +30,35 @@ def angstrom_to_cycles(resolution_angstrom: npt.ArrayLike, *, pixel_size_angstro
     """Spatial frequency in cycles/voxel of a resolution in Å (0 for ``inf``)."""
     r = np.asarray(resolution_angstrom, dtype=np.float64)
     return np.where(np.isfinite(r), pixel_size_angstrom / np.where(np.isfinite(r), r, 1.0), 0.0)
+
+
+def fsc_resolution_angstrom(curve: FSCCurve, threshold: float, *,
+                            pixel_size_angstrom: float) -> tuple[float | None, str]:
+    """Resolution in Å where an FSC crosses ``threshold``, with what kind of number it is.
+
+    Returns
+    -------
+    resolution_angstrom : float or None
+        Å at the crossing; Å of the last shell where the FSC never falls below (a bound: the
+        resolution is at least this); None where the FSC is below the threshold from the first
+        shell on (no resolution).
+    status : str
+        :meth:`FSCCurve.crossing_status`.
+    """
+    status = curve.crossing_status(threshold)
+    if status == BELOW_AT_FIRST_SHELL:
+        return None, status
+    return float(cycles_to_angstrom(curve.crossing(threshold), pixel_size_angstrom=pixel_size_angstrom)), status
+
+
+def describe_fsc_resolution(resolution_angstrom: float | None, status: str, *, threshold: float) -> str:
+    """A phrase to follow "FSC=0.143" for a resolution from :func:`fsc_resolution_angstrom`, honest about bounds.
+
+    ``"at 4.20 Å"``; ``"at <= 3.00 Å (the last shell: never below 0.143)"``; ``"not reached
+    (below 0.143 from the first shell)"``.
+    """
+    if resolution_angstrom is None or not np.isfinite(resolution_angstrom) or status == BELOW_AT_FIRST_SHELL:
+        return f"not reached (below {threshold:g} from the first shell)"
+    if status == ABOVE_TO_LAST_SHELL:
+        return f"at <= {resolution_angstrom:.2f} Å (the last shell: never below {threshold:g})"
+    return f"at {resolution_angstrom:.2f} Å"

@@ -6,8 +6,8 @@ import numpy as np
 import numpy.typing as npt
 
 from locband.engine import _fft
-from locband.engine._checks import check_mask, check_same_shape, check_volume
-from locband.engine.fsc import fsc_from_spectra, shell_index
+from locband.engine._checks import check_mask, check_same_shape, check_volume, pair_scale
+from locband.engine.fsc import fsc_from_spectra, masked_for_fsc, shell_index
 
 __all__ = ["global_wiener_filter"]
 
@@ -22,7 +22,8 @@ def global_wiener_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, mask: np
     half1, half2 : (nz, ny, nx) array_like
         The half-maps.
     mask : array_like, optional
-        Soft mask used to measure the FSC (the maps themselves are filtered unmasked).
+        Soft mask used to measure the FSC (the maps themselves are filtered unmasked), applied
+        after removing each half's solvent level (:func:`~locband.engine.fsc.masked_for_fsc`).
     workers : int
         FFT threads.
     backend : {"pyfftw", "scipy"}, optional
@@ -42,14 +43,17 @@ def global_wiener_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, mask: np
     h1 = check_volume(half1, name="half1")
     h2 = check_volume(half2, name="half2")
     check_same_shape(h1, h2, names=("half1", "half2"))
+    norm = pair_scale(h1, h2)
     f1 = _fft.rfftn(h1, workers=workers, backend=backend)
     f2 = _fft.rfftn(h2, workers=workers, backend=backend)
     if mask is None:
-        curve = fsc_from_spectra(f1, f2, h1.shape)
+        # a copy: f1 and f2 are filtered at their own scale and keep their mean (FSC of shell 0 is 1)
+        curve = fsc_from_spectra(norm.normalise_spectrum(f1.copy()), norm.normalise_spectrum(f2.copy()), h1.shape)
     else:
         m = check_mask(mask, h1.shape)
-        curve = fsc_from_spectra(_fft.rfftn(h1 * m, workers=workers, backend=backend),
-                                 _fft.rfftn(h2 * m, workers=workers, backend=backend), h1.shape)
+        curve = fsc_from_spectra(
+            norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h1, m), workers=workers, backend=backend)),
+            norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h2, m), workers=workers, backend=backend)), h1.shape)
     c = np.clip(curve.fsc, 0.0, 1.0)
     w_half = np.append(c, 0.0).astype(np.float32)  # index n_shells = beyond Nyquist -> 0
     w_full = np.append(2 * c / (1 + c), 0.0).astype(np.float32)
