@@ -31,6 +31,16 @@ SET_BY_JOB = {"--out-dir", "--quiet", "--help", "-h"}
 JOB_DIR = "LocBand/job007/"
 
 
+@pytest.fixture(autouse=True)
+def _own_pipeliner_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeliner writes a settings file under $XDG_CONFIG_HOME on first use: keep it in the test folder."""
+    from pipeliner import user_settings
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("PIPELINER_DEFAULT_NRTHREADS", raising=False)
+    monkeypatch.setattr(user_settings, "_settings", None)
+
+
 def _filter_parser() -> argparse.ArgumentParser:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices["filter"]
