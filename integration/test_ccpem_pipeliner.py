@@ -264,8 +264,8 @@ def test_relion31_pipeliner_leaves_a_pipeliner_project_as_it_was(finished: Path,
     assert {n: t for n, t in nodes.items() if n.startswith(JOB)} == NODE_TYPES
 
 
-def test_pipeliner_leaves_relion31_bookkeeping_intact(project: Path, relion31: str) -> None:
-    """A RELION 3.1 project with locband's External job: the pipeliner never loses RELION's file."""
+def _relion31_project(project: Path, relion31: str, job: str) -> Path:
+    """A RELION 3.1 project next to ``project`` whose pipeline holds one finished job of RELION 3.1."""
     relion_project = project.parent / "relion31"
     relion_project.mkdir()
     for path in (HALF1, HALF2, MASK):
@@ -273,23 +273,35 @@ def test_pipeliner_leaves_relion31_bookkeeping_intact(project: Path, relion31: s
         shutil.copy(project / path, relion_project / path)
     (relion_project / "default_pipeline.star").write_text(
         "# version 30001\n\ndata_pipeline_general\n\n_rlnPipeLineJobCounter                       1\n")
-    env = {"LOCBAND_EXE": str(REPO / "wrappers" / "locband-relion-external"), "LOCBAND_PYTHON": sys.executable,
-           "HALF1": HALF1, "MASK": MASK, "THREADS": "1", "SEC_WAIT_AFTER": "0"}
-    add = subprocess.run(["bash", str(REPO / "templates" / "relion" / "pipeliner_addjob.sh")], cwd=relion_project,
-                         env={**_env(relion_project), **env}, capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert add.returncode == 0, add.stdout + add.stderr
-    relion_books = (relion_project / "default_pipeline.star").read_bytes()
-    assert b"# version 30001" in relion_books and b"External/job001/filtered_half1.mrc" in relion_books
+    if job == "External":  # locband's own RELION External job, with the shipped recipe
+        env = {"LOCBAND_EXE": str(REPO / "wrappers" / "locband-relion-external"), "LOCBAND_PYTHON": sys.executable,
+               "HALF1": HALF1, "MASK": MASK, "THREADS": "1", "SEC_WAIT_AFTER": "0"}
+        add = subprocess.run(["bash", str(REPO / "templates" / "relion" / "pipeliner_addjob.sh")], cwd=relion_project,
+                             env={**_env(relion_project), **env}, capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert add.returncode == 0, add.stdout + add.stderr
+    else:
+        _run([relion31, "--addJob", "Import", "--addJobOptions",
+              f"do_raw == No;do_other == Yes;fn_in_other == {MASK};node_type == 3D mask (.mrc);"], relion_project)
+        _run([relion31, "--RunJobs", "Import/job001/", "--sec_wait_after", "0"], relion_project)
+    books = (relion_project / "default_pipeline.star").read_text()
+    assert books.startswith("\n# version 30001") and f"{job}/job001/       None" in books, books
+    return relion_project
 
+
+@pytest.mark.parametrize("job", ["External", "Import"])
+def test_pipeliner_keeps_relion31_books_byte_for_byte(project: Path, relion31: str, job: str) -> None:
+    """A RELION 3.1 project opened by the pipeliner: RELION's file survives, in place or as .old."""
+    relion_project = _relion31_project(project, relion31, job)
+    books = (relion_project / "default_pipeline.star").read_bytes()
     shutil.copy(_jobstar(project, half_map_1=HALF1, half_map_2=HALF2), relion_project / "job.star")
     _pipeliner(relion_project, "--run_job", "job.star", check=False)
+    now = (relion_project / "default_pipeline.star").read_bytes()
     old = relion_project / "default_pipeline.star.old"
-    if (relion_project / "default_pipeline.star").read_bytes() == relion_books:
-        # pipeliner 1.6.1 stops on the External job (process type 99, which it cannot convert): nothing changed,
-        # and RELION 3.1 goes on with its own project
+    if job == "External" and now == books:
+        # pipeliner 1.6.1 cannot convert process type 99 (External) and stops: RELION 3.1 goes on as before
         proc = _run([relion31, "--check_job_completion"], relion_project, check=False)
-        assert "ERROR" not in proc.stdout + proc.stderr
-        assert (relion_project / "default_pipeline.star").read_bytes() == relion_books
+        assert proc.returncode == 0 and "ERROR" not in proc.stdout + proc.stderr
+        assert (relion_project / "default_pipeline.star").read_bytes() == books
     else:
-        # a pipeliner that converts RELION 3.1 pipelines keeps the original byte for byte
-        assert old.read_bytes() == relion_books
+        # the pipeliner converted RELION 3.1's pipeline to its own format, keeping the original as .old
+        assert now.startswith(b"\n# version 50001") and old.read_bytes() == books
