@@ -167,7 +167,8 @@ def test_pipeliner_lists_the_job_and_finds_locband(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     listed = _pipeliner(tmp_path / "p", "--check_jobs", "locband").stdout
     assert JOB_TYPE in listed
-    assert f"{_program('locband')}:\n    version: " in listed  # available: the program was found and ran
+    # available: the program was found (this installation's) and `locband --version` ran
+    assert "  * locband:\n    version: " in listed and f"path: {_program('locband')}\n" in listed
 
 
 def test_run_job_from_the_command_line_succeeds_with_typed_nodes(finished: Path,

@@ -106,7 +106,7 @@ def _job(tmp_path: Path | None = None, **values: object) -> ccpem.LocbandFilterJ
 def _parsed(job: ccpem.LocbandFilterJob) -> argparse.Namespace:
     (command,) = job.get_commands()
     argv = [str(a) for a in command.cmd]
-    assert argv[0] == ccpem.locband_executable() and argv[1] == "filter"
+    assert argv[0] == ccpem.locband_executable() is not None and argv[1] == "filter"
     return build_parser().parse_args(argv[1:])
 
 
@@ -171,14 +171,6 @@ def test_optional_outputs_follow_their_options() -> None:
     types = _node_types(_job(band_snr=True, report=False))
     assert types[f"{JOB_DIR}band_snr.mrc"] == "Image3D.mrc.locband.bandsnr"
     assert f"{JOB_DIR}report.pdf" not in types
-
-
-def test_output_names_are_those_locband_writes() -> None:
-    from locband.pipeline import OUTPUT_NAMES
-    from locband.report import REPORT_NAMES
-
-    written = {**OUTPUT_NAMES, "report_pdf": REPORT_NAMES["pdf"]}
-    assert {k: o.name for k, o in ccpem.FILTER_OUTPUTS.items()} == {k: written[k] for k in ccpem.FILTER_OUTPUTS}
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,5 +305,7 @@ def test_job_declares_program_version_and_reference() -> None:
     assert job.PROCESS_NAME == "locband.postprocess.local_filter"
     assert job.CATEGORY_LABEL == "Map Postprocessing"
     (program,) = job.jobinfo.programs
-    assert program.name == "locband" and program.vers_com == [program.command, "--version"]
+    assert program.name == program.command == "locband"  # as reports and citations name it
+    assert program.exe_path == ccpem.locband_executable() and program.vers_com == [program.exe_path, "--version"]
+    assert job.jobinfo.is_available and program.get_version(timeout=30.0)  # the pipeliner ran `locband --version`
     assert job.jobinfo.references and job.jobinfo.short_desc and job.jobinfo.long_desc

@@ -64,6 +64,8 @@ from pipeliner.pipeliner_job import ExternalProgram, PipelinerCommand, Pipeliner
 from locband import __version__
 from locband.engine.params import FilterParams
 from locband.io.errors import InputFileError
+from locband.pipeline import OUTPUT_NAMES
+from locband.report import REPORT_NAMES
 
 __all__ = ["Option", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "LocbandJob", "LocbandFilterJob",
            "locband_executable"]
@@ -172,15 +174,15 @@ FILTER_OPTIONS: dict[str, Option] = {
                          "FFT threads: give at most the number of idle cores."),
 }
 
-#: output kind (locband.pipeline.OUTPUT_NAMES / locband.report.REPORT_NAMES) -> node
+#: output kind -> file (as ``locband filter`` names it) and node
 FILTER_OUTPUTS: dict[str, Output] = {
-    "full": Output("filtered.mrc", NODE_DENSITYMAP, ("locband", "localfilter")),
-    "half1": Output("filtered_half1.mrc", NODE_DENSITYMAP, ("locband", "localfilter", "halfmap")),
-    "half2": Output("filtered_half2.mrc", NODE_DENSITYMAP, ("locband", "localfilter", "halfmap")),
-    "local_resolution": Output("local_resolution.mrc", NODE_IMAGE3D, ("locband", "localresmap")),
-    "band_snr": Output("band_snr.mrc", NODE_IMAGE3D, ("locband", "bandsnr"), only_if="band_snr"),
-    "summary": Output("summary.json", NODE_PROCESSDATA, ("locband", "summary")),
-    "report_pdf": Output("report.pdf", NODE_LOGFILE, ("locband", "report"), only_if="report"),
+    "full": Output(OUTPUT_NAMES["full"], NODE_DENSITYMAP, ("locband", "localfilter")),
+    "half1": Output(OUTPUT_NAMES["half1"], NODE_DENSITYMAP, ("locband", "localfilter", "halfmap")),
+    "half2": Output(OUTPUT_NAMES["half2"], NODE_DENSITYMAP, ("locband", "localfilter", "halfmap")),
+    "local_resolution": Output(OUTPUT_NAMES["local_resolution"], NODE_IMAGE3D, ("locband", "localresmap")),
+    "band_snr": Output(OUTPUT_NAMES["band_snr"], NODE_IMAGE3D, ("locband", "bandsnr"), only_if="band_snr"),
+    "summary": Output(OUTPUT_NAMES["summary"], NODE_PROCESSDATA, ("locband", "summary")),
+    "report_pdf": Output(REPORT_NAMES["pdf"], NODE_LOGFILE, ("locband", "report"), only_if="report"),
 }
 
 _REFERENCES = [
@@ -191,18 +193,28 @@ _REFERENCES = [
 ]
 
 
-def locband_executable() -> str:
-    """The ``locband`` console script of this installation.
+def locband_executable() -> str | None:
+    """The ``locband`` console script of this installation, or None if there is none.
 
     The one beside the Python that runs the pipeliner comes first (it belongs to the same
     installation as this module, even when that environment's ``bin`` is not on ``PATH``),
-    then ``locband`` on ``PATH``; plain ``locband`` when neither exists (the pipeliner then
-    marks the job unavailable).
+    then ``locband`` on ``PATH``.
     """
     beside = Path(sys.executable).parent / "locband"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    return shutil.which("locband") or "locband"
+    return shutil.which("locband")
+
+
+def _program() -> ExternalProgram:
+    """The job's program, named ``locband`` (reports, citations) but run by its full path.
+
+    Without an executable the pipeliner marks the job unavailable ("executable 'locband' not found").
+    """
+    exe = locband_executable()
+    program = ExternalProgram(command="locband", name="locband", vers_com=[exe or "locband", "--version"])
+    program.exe_path = exe
+    return program
 
 
 def _job_option(name: str, opt: Option, defaults: FilterParams) -> JobOption[Any]:
@@ -290,10 +302,9 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
 
     def __init__(self) -> None:
         super().__init__()
-        exe = locband_executable()
         self.jobinfo.version = self.JOB_VERSION
         self.jobinfo.job_author = "locband developers"
-        self.jobinfo.programs = [ExternalProgram(command=exe, name="locband", vers_com=[exe, "--version"])]
+        self.jobinfo.programs = [_program()]
         self.jobinfo.references = list(_REFERENCES)
         self.jobinfo.documentation = "locband README, section 'CCP-EM (Doppio, pipeliner)'"
         self.describe()
@@ -320,12 +331,18 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
         """
         values = self._values()
         errors: list[JobOptionValidationResult] = []
-        try:
-            params_from_values(self.OPTIONS, values)
-        except ValueError as exc:
-            field = str(exc).split(" ", 1)[0].removeprefix("FilterParams.")
-            raised = [self.joboptions[n] for n, o in self.OPTIONS.items() if o.params_field == field]
-            errors.append(JobOptionValidationResult("error", raised or [], str(exc)))
+        for name, opt in self.OPTIONS.items():  # one setting at a time: each error belongs to its option
+            if opt.params_field and values.get(name) is not None:
+                try:
+                    params_from_values({name: opt}, values)
+                except ValueError as exc:
+                    errors.append(JobOptionValidationResult("error", [self.joboptions[name]], str(exc)))
+        if not errors:
+            try:  # and together, for any rule that ties settings to each other
+                params_from_values(self.OPTIONS, values)
+            except ValueError as exc:
+                engine = [self.joboptions[n] for n, o in self.OPTIONS.items() if o.params_field]
+                errors.append(JobOptionValidationResult("error", engine, str(exc)))
         maps = [n for n, o in self.OPTIONS.items() if o.kind in ("halfmap", "mask")]
         try:
             self._check_maps(values)
@@ -353,7 +370,9 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
     def get_commands(self) -> list[PipelinerCommand]:
         """One command: ``locband <subcommand> ... --out-dir <job folder> --quiet``."""
         args = build_arguments(self.OPTIONS, self._values())
-        command = [self.jobinfo.programs[0].command, self.SUBCOMMAND, *args, "--out-dir", self.output_dir, "--quiet"]
+        program = self.jobinfo.programs[0]
+        command = [program.exe_path or program.command, self.SUBCOMMAND, *args, "--out-dir", self.output_dir,
+                   "--quiet"]
         return [PipelinerCommand(command)]
 
     def create_output_nodes(self) -> None:
@@ -395,7 +414,7 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
                                                     output_dir=self.output_dir),
                    make_map_model_thumb_and_display(outputdir=self.output_dir, maps=[main],
                                                     title=f"locband {self.OUTPUTS[self.MAIN_MAP].name}")]
-        png = os.path.join(self.output_dir, "report.png")
+        png = os.path.join(self.output_dir, REPORT_NAMES["png"])
         if Path(png).is_file():
             objects.append(create_results_display_object(
                 "image", title="locband report", image_path=png, start_collapsed=True,
