@@ -68,7 +68,7 @@ from locband.pipeline import OUTPUT_NAMES
 from locband.report import REPORT_NAMES
 
 __all__ = ["Option", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "LocbandJob", "LocbandFilterJob",
-           "locband_executable"]
+           "build_arguments", "locband_executable", "params_from_values"]
 
 _MAP_FILES = FileDescription("3D map", [".mrc", ".map"])
 _SETTINGS = "Filter settings"
@@ -288,7 +288,11 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
     """A pipeliner job that runs one ``locband`` subcommand.
 
     Subclasses set :attr:`PROCESS_NAME`, :attr:`SUBCOMMAND`, :attr:`OPTIONS`, :attr:`OUTPUTS`,
-    :attr:`MAIN_MAP` (the output shown in the 3D viewer) and the texts of :meth:`describe`.
+    :attr:`MAIN_MAP` (the output shown in the 3D viewer) and the texts of :meth:`describe`, and
+    register the class under ``ccpem_pipeliner.jobs`` in ``pyproject.toml``. The results display
+    reads the outputs of kinds ``summary`` (a ``summary.json`` as ``locband filter`` writes it) and
+    ``local_resolution``; a subcommand whose summary differs overrides
+    :meth:`create_results_display`.
     """
 
     OUT_DIR = "LocBand"
