@@ -293,8 +293,9 @@ def test_fsc_graph_is_the_summary_curve_in_inverse_angstrom(finished: ccpem.Locb
 
 def test_summary_table_and_metadata_carry_the_resolutions(finished: ccpem.LocbandFilterJob) -> None:
     summary = json.loads(Path(f"{JOB_DIR}summary.json").read_text())
-    table = _by_type(finished)["table"]
-    assert f"{summary['fsc_0143_angstrom']['masked']:.2f} Å" in table.table_data[0][1]
+    rows = dict(_by_type(finished)["table"].table_data)
+    assert rows["FSC = 0.143 (masked)"] == f"at {summary['fsc_0143_angstrom']['masked']:.2f} Å"
+    assert rows["FSC = 0.5 (unmasked)"] == f"at {summary['fsc_05_angstrom']['unmasked']:.2f} Å"
     meta = finished.gather_metadata()
     assert meta["fsc_0143_angstrom"] == summary["fsc_0143_angstrom"]
     assert meta["local_resolution_angstrom"]["p50"] == summary["local_resolution_angstrom"]["p50"]

@@ -427,17 +427,19 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
         return objects
 
 
-def _summary_table(summary: Mapping[str, Any], path: str) -> Any:
+def _summary_table(summary: dict[str, Any], path: str) -> Any:
+    from locband.pipeline import fsc_text
+
     res = summary.get("local_resolution_angstrom") or {}
 
     def a(value: Any) -> str:
         return "-" if value is None else f"{float(value):.2f} Å"
 
-    rows = [["FSC = 0.143 (unmasked / masked)", f"{a(summary['fsc_0143_angstrom']['unmasked'])} / "
-                                                 f"{a(summary['fsc_0143_angstrom']['masked'])}"],
-            ["FSC = 0.5 (unmasked / masked)", f"{a(summary['fsc_05_angstrom']['unmasked'])} / "
-                                               f"{a(summary['fsc_05_angstrom']['masked'])}"],
-            [f"local resolution, median ({res.get('within', '')})", a(res.get("p50"))],
+    masked = (summary.get("fsc") or {}).get("masked") is not None
+    rows = [[f"FSC = {t} ({which})", fsc_text(summary, which, key)]  # honest about bounds, as the report
+            for t, key in (("0.143", "0143"), ("0.5", "05")) for which in ("unmasked", "masked")
+            if which == "unmasked" or masked]
+    rows += [[f"local resolution, median ({res.get('within', '')})", a(res.get("p50"))],
             ["local resolution, 5-95 %", f"{a(res.get('p5'))} - {a(res.get('p95'))}"],
             ["bands", str(summary.get("n_bands"))],
             ["voxel size", f"{float(summary['pixel_size_angstrom']):.4f} Å"],
@@ -447,9 +449,10 @@ def _summary_table(summary: Mapping[str, Any], path: str) -> Any:
                                          table_data=rows, associated_data=[path])
 
 
-def _fsc_graph(summary: Mapping[str, Any], path: str) -> Any:
+def _fsc_graph(summary: dict[str, Any], path: str) -> Any:
     """The global FSC of the input halves against spatial frequency in 1/Å, with 0.143 and 0.5."""
     from locband.engine.units import cycles_to_angstrom
+    from locband.pipeline import fsc_text
 
     px = float(summary["pixel_size_angstrom"])
     xs: list[list[float]] = []
@@ -462,7 +465,7 @@ def _fsc_graph(summary: Mapping[str, Any], path: str) -> Any:
         resolution = cycles_to_angstrom(curve["frequency_cycles_per_voxel"], pixel_size_angstrom=px)
         xs.append([float(1.0 / r) for r in resolution])  # 1/inf = 0 at DC
         ys.append([float(v) for v in curve["fsc"]])
-        labels.append(f"{which} (0.143 at {summary['fsc_0143_angstrom'][which]:.2f} Å)")
+        labels.append(f"{which}: FSC=0.143 {fsc_text(summary, which, '0143')}")
     nyquist = float(1.0 / cycles_to_angstrom(0.5, pixel_size_angstrom=px))
     for threshold in (0.143, 0.5):
         xs.append([0.0, nyquist])
@@ -474,7 +477,7 @@ def _fsc_graph(summary: Mapping[str, Any], path: str) -> Any:
         associated_data=[path])
 
 
-def _histogram(summary: Mapping[str, Any], local_res_path: str) -> Any:
+def _histogram(summary: dict[str, Any], local_res_path: str) -> Any:
     """The report's local-resolution histogram (voxels with mask > 0.5, else the whole box)."""
     from locband.io.mrc import read_map
     from locband.report import local_resolution_histogram
