@@ -24,7 +24,7 @@ from locband.engine.params import FilterParams  # noqa: E402
 from locband.engine.synthetic import synthetic_pair  # noqa: E402
 from locband.io.errors import InputFileError  # noqa: E402
 from locband.io.mrc import read_map, read_map_header, write_map  # noqa: E402
-from locband.pipeline import check_inputs_agree, filter_files  # noqa: E402
+from locband.pipeline import check_inputs_agree, filter_files, load_inputs  # noqa: E402
 
 #: flags of `locband filter` that the job sets itself rather than offering them
 SET_BY_JOB = {"--out-dir", "--quiet", "--help", "-h"}
@@ -224,6 +224,25 @@ def test_mask_of_another_box_fails_validation(maps: Path) -> None:
     assert msg == _locband_message("h1.mrc", "h2.mrc", "h2_small.mrc")
 
 
+def test_a_map_locband_cannot_read_fails_validation_with_read_maps_message(maps: Path) -> None:
+    data = Path("h2.mrc").read_bytes()
+    Path("h2_cut.mrc").write_bytes(data[:-4000])  # header intact, data short
+    with pytest.raises(InputFileError) as info:
+        read_map("h2_cut.mrc", what="half-map 2")
+    assert "is truncated" in str(info.value)
+    assert _errors(_job(half_map_1="h1.mrc", half_map_2="h2_cut.mrc")) == [str(info.value)]
+
+
+def test_a_box_too_small_fails_validation_as_locband_would(maps: Path) -> None:
+    pair = synthetic_pair((6, 6, 6), noise_std=1.0, seed=7)
+    write_map("t1.mrc", pair.half1, pixel_size_angstrom=2.0)
+    write_map("t2.mrc", pair.half2, pixel_size_angstrom=2.0)
+    with pytest.raises(InputFileError) as info:
+        load_inputs(Path("t1.mrc"), Path("t2.mrc"), None, pixel_size_angstrom=None)
+    assert "needs at least 8" in str(info.value)
+    assert _errors(_job(half_map_1="t1.mrc", half_map_2="t2.mrc")) == [str(info.value)]
+
+
 def test_maps_not_made_yet_do_not_block_scheduling(maps: Path) -> None:
     # an upstream job may still be running; the job runner checks again when locband starts
     assert _errors(_job(half_map_1="Refine3D/job099/run_half1_class001_unfil.mrc",
@@ -239,10 +258,16 @@ def test_setting_out_of_range_fails_with_filterparams_message(maps: Path) -> Non
     assert results[0].raised_by == [job.joboptions["band_ratio"]]
 
 
-def test_header_reader_agrees_with_the_map_reader(maps: Path) -> None:
-    for name in ("h1.mrc", "h2_small.mrc", "h2_coarse.mrc"):
+@pytest.mark.parametrize("axes", [(1, 2, 3), (1, 3, 2), (2, 1, 3), (2, 3, 1), (3, 1, 2), (3, 2, 1)])
+def test_header_reader_agrees_with_the_map_reader(maps: Path, axes: tuple[int, int, int]) -> None:
+    from mrc_variants import write_permuted
+
+    vol = np.zeros((5, 6, 7), np.float32)  # non-cubic: a wrong axis order shows in the shape
+    write_permuted(Path("perm.mrc"), vol, axes, voxel=1.1)
+    for name in ("h1.mrc", "h2_small.mrc", "h2_coarse.mrc", "perm.mrc"):
         head, full = read_map_header(name), read_map(name)
         assert (head.shape, head.pixel_size_angstrom, head.path) == (full.shape, full.pixel_size_angstrom, full.path)
+    assert read_map_header("perm.mrc").shape == (5, 6, 7)
 
 
 # --------------------------------------------------------------------------------------------
