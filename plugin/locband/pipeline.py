@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,8 +26,8 @@ from locband.io.mrc import MapData, read_map, write_map
 from locband.io.outputs import OutputSet
 from locband.io.summary import write_json
 
-__all__ = ["OUTPUT_NAMES", "filter_files", "load_inputs", "summarise", "write_outputs", "fsc_text",
-           "naming_engine_errors"]
+__all__ = ["OUTPUT_NAMES", "check_inputs_agree", "filter_files", "load_inputs", "summarise", "write_outputs",
+           "fsc_text", "naming_engine_errors"]
 
 #: output file names inside the output folder
 OUTPUT_NAMES = {
@@ -43,32 +43,63 @@ _PIXEL_TOLERANCE = 1e-3  # relative: headers written by different programs round
 _MIN_EDGE = 8  # the smallest box edge LocalFilter plans for
 
 
+class _MapInfo(Protocol):
+    """A map's shape, voxel size and file: :class:`MapData` or :class:`~locband.io.mrc.MapHeader`."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...  # noqa: D102
+
+    @property
+    def pixel_size_angstrom(self) -> float: ...  # noqa: D102
+
+    @property
+    def path(self) -> str: ...  # noqa: D102
+
+
+def check_inputs_agree(half1: _MapInfo, half2: _MapInfo, mask: _MapInfo | None, *,
+                       pixel_size_angstrom: float | None) -> float:
+    """Check that the half-maps and mask fit together; return the voxel size to use.
+
+    Works on :class:`~locband.io.mrc.MapHeader` (headers only, e.g. when a host validates a job
+    before it runs) as on :class:`~locband.io.mrc.MapData`.
+
+    Raises
+    ------
+    InputFileError
+        Shapes differ or are too small, the voxel sizes differ, or half-map 1 says 0 without
+        ``pixel_size_angstrom``.
+    """
+    if half1.shape != half2.shape:
+        raise InputFileError(f"half-maps differ in shape: {half1.path} is {half1.shape} (z, y, x) but "
+                             f"{half2.path} is {half2.shape}")
+    if min(half1.shape) < _MIN_EDGE:
+        raise InputFileError(f"half-maps {half1.path!r} and {half2.path!r} are {half1.shape} voxels (z, y, x): "
+                             f"locband needs at least {_MIN_EDGE} along every axis")
+    if mask is not None and mask.shape != half1.shape:
+        raise InputFileError(f"mask {mask.path!r} has shape {mask.shape} but the half-maps are {half1.shape}")
+    if pixel_size_angstrom is not None:
+        return float(pixel_size_angstrom)
+    p1, p2 = half1.pixel_size_angstrom, half2.pixel_size_angstrom
+    if p1 <= 0:
+        raise InputFileError(f"half-map 1 {half1.path!r} has voxel size 0 in its header: "
+                             "give the voxel size with --pixel-size")
+    if not math.isclose(p1, p2, rel_tol=_PIXEL_TOLERANCE):
+        raise InputFileError(f"half-maps differ in voxel size: {half1.path} says {p1:.4f} Å, "
+                             f"{half2.path} says {p2:.4f} Å")
+    if mask is not None and mask.pixel_size_angstrom > 0 and not math.isclose(p1, mask.pixel_size_angstrom,
+                                                                              rel_tol=_PIXEL_TOLERANCE):
+        raise InputFileError(f"mask {mask.path!r} has voxel size {mask.pixel_size_angstrom:.4f} Å but the "
+                             f"half-maps have {p1:.4f} Å")
+    return float(p1)
+
+
 def load_inputs(half1: Path, half2: Path, mask: Path | None, *,
                 pixel_size_angstrom: float | None) -> tuple[MapData, MapData, MapData | None, float]:
     """Read and cross-check the half-maps and mask; return them with the voxel size to use."""
     m1 = read_map(half1, what="half-map 1")
     m2 = read_map(half2, what="half-map 2")
-    if m1.data.shape != m2.data.shape:
-        raise InputFileError(f"half-maps differ in shape: {half1} is {m1.data.shape} (z, y, x) but "
-                             f"{half2} is {m2.data.shape}")
-    if min(m1.data.shape) < _MIN_EDGE:
-        raise InputFileError(f"half-maps {str(half1)!r} and {str(half2)!r} are {m1.data.shape} voxels (z, y, x): "
-                             f"locband needs at least {_MIN_EDGE} along every axis")
     mk = read_map(mask, what="mask") if mask is not None else None
-    if mk is not None and mk.data.shape != m1.data.shape:
-        raise InputFileError(f"mask {str(mask)!r} has shape {mk.data.shape} but the half-maps are {m1.data.shape}")
-    if pixel_size_angstrom is None:
-        p1, p2 = m1.pixel_size_angstrom, m2.pixel_size_angstrom
-        if p1 <= 0:
-            raise InputFileError(f"half-map 1 {str(half1)!r} has voxel size 0 in its header: "
-                                 "give the voxel size with --pixel-size")
-        if not math.isclose(p1, p2, rel_tol=_PIXEL_TOLERANCE):
-            raise InputFileError(f"half-maps differ in voxel size: {half1} says {p1:.4f} Å, {half2} says {p2:.4f} Å")
-        if mk is not None and mk.pixel_size_angstrom > 0 and not math.isclose(p1, mk.pixel_size_angstrom,
-                                                                              rel_tol=_PIXEL_TOLERANCE):
-            raise InputFileError(f"mask {str(mask)!r} has voxel size {mk.pixel_size_angstrom:.4f} Å but the "
-                                 f"half-maps have {p1:.4f} Å")
-        pixel_size_angstrom = p1
+    pixel_size_angstrom = check_inputs_agree(m1, m2, mk, pixel_size_angstrom=pixel_size_angstrom)
     for what, md in (("half-map 1", m1), ("half-map 2", m2)):
         if float(md.data.max()) == float(md.data.min()):
             raise InputFileError(f"{what} {md.path!r} is constant (every voxel {float(md.data.flat[0])!r}): "

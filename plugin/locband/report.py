@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["REPORT_NAMES", "write_report", "report_from_files", "render_report"]
+__all__ = ["REPORT_NAMES", "write_report", "report_from_files", "render_report", "local_resolution_histogram"]
 
 #: file names of the report inside the output folder
 REPORT_NAMES = {"png": "report.png", "pdf": "report.pdf"}
@@ -90,14 +90,46 @@ def _draw_fsc(ax: Any, summary: dict[str, Any]) -> None:
     ax.grid(alpha=0.3)
 
 
+def _histogram(values: npt.NDArray[np.floating[Any]], stride: int) -> tuple[npt.NDArray[np.int64],
+                                                                             npt.NDArray[np.float64]]:
+    counts, edges = np.histogram(values, bins=_HIST_BINS)
+    # a strided sample stands for `stride` voxels each: the counts stay those of the volume
+    return counts.astype(np.int64) * stride, edges.astype(np.float64)
+
+
+def local_resolution_histogram(local_resolution: npt.NDArray[np.floating[Any]],
+                               mask: npt.NDArray[np.floating[Any]] | None) -> tuple[npt.NDArray[np.int64],
+                                                                                    npt.NDArray[np.float64]]:
+    """The report's histogram of local resolution, as numbers (for hosts that draw their own).
+
+    Parameters
+    ----------
+    local_resolution : (nz, ny, nx) ndarray
+        Local resolution in Å (``local_resolution.mrc``).
+    mask : (nz, ny, nx) ndarray or None
+        Soft mask; voxels with mask > 0.5 are counted, the whole box without a mask.
+
+    Returns
+    -------
+    counts : (n,) ndarray of int64
+        Voxels per bin (above 2 million voxels an even stride is sampled and scaled back up).
+    edges : (n + 1,) ndarray of float64
+        Bin edges in Å. Both arrays are empty when no voxel is selected.
+    """
+    values, stride = _sample(local_resolution, _inside(mask, local_resolution.shape))
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    return _histogram(values, stride)
+
+
 def _draw_histogram(ax: Any, local_res: npt.NDArray[np.floating[Any]], inside: npt.NDArray[np.bool_],
                     within: str) -> None:
     values, stride = _sample(local_res, inside)
     if values.size == 0:
         ax.text(0.5, 0.5, "no voxels", ha="center", va="center", transform=ax.transAxes)
         return
-    # a strided sample stands for `stride` voxels each: the counts stay those of the volume
-    ax.hist(values, bins=_HIST_BINS, weights=np.full(values.size, float(stride)), color="tab:purple", alpha=0.8)
+    counts, edges = _histogram(values, stride)
+    ax.hist(edges[:-1], bins=edges, weights=counts, color="tab:purple", alpha=0.8)  # bars of the counts above
     med = float(np.median(values))
     ax.axvline(med, color="k", ls="--", lw=1, label=f"median {med:.2f} Å")
     ax.set_xlabel("local resolution (Å)")

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from locband.io.atomic import atomic_path
 from locband.io.errors import InputFileError
 
-__all__ = ["MapData", "read_map", "write_map", "SUPPORTED_MODES"]
+__all__ = ["MapData", "MapHeader", "read_map", "read_map_header", "write_map", "SUPPORTED_MODES"]
 
 #: MRC modes accepted on input: int8, int16, float32, float16, uint16.
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
@@ -48,6 +48,89 @@ class MapData:
     path: str
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(nz, ny, nx)``, as :attr:`MapHeader.shape`."""
+        return tuple(self.data.shape)
+
+
+@dataclass(frozen=True)
+class MapHeader:
+    """What an MRC header says about a map, read without its voxels.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(nz, ny, nx)`` (the header's axis order applied, as :func:`read_map` returns the data).
+    pixel_size_angstrom : float
+        Voxel size from the header (x spacing); 0 if the header does not say.
+    path : str
+        Where it was read from.
+    """
+
+    shape: tuple[int, ...]
+    pixel_size_angstrom: float
+    path: str
+
+
+def _file_size(p: Path, name: str) -> int:
+    """The length of an MRC file, after checking that it is one file at least a header long."""
+    if not p.exists():
+        raise InputFileError(f"{name} does not exist")
+    if p.is_dir():
+        raise InputFileError(f"{name} is a folder, expected an MRC file")
+    if not p.is_file():
+        raise InputFileError(f"{name} is not a regular file, expected an MRC file")
+    size = p.stat().st_size
+    if size < _HEADER_BYTES:
+        raise InputFileError(f"{name} is not an MRC file: it holds {size} bytes, fewer than the "
+                             f"{_HEADER_BYTES}-byte MRC header")
+    return size
+
+
+def read_map_header(path: str | os.PathLike[str], *, what: str = "map") -> MapHeader:
+    """Read the shape and voxel size of a 3-D MRC map without reading its voxels.
+
+    Applies every check of :func:`read_map` that the header and the file's length allow, with
+    the same messages, so a map that passes here fails :func:`read_map` only for its content.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The MRC file.
+    what : str
+        How to call the file in error messages ("half-map 1", "mask", ...).
+
+    Returns
+    -------
+    MapHeader
+        Shape ``(nz, ny, nx)``, voxel size and path.
+
+    Raises
+    ------
+    InputFileError
+        As :func:`read_map`, except for problems only the voxel values show.
+    """
+    p = Path(path)
+    name = f"{what} {str(p)!r}"
+    try:
+        size = _file_size(p, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # header oddities are judged below, not printed
+            with mrcfile.open(p, mode="r", permissive=True, header_only=True) as mrc:
+                order = _check_header(mrc.header, size, name)
+                file_shape = tuple(int(n) for n in mrcfile.utils.data_shape_from_header(mrc.header))
+                pixel = float(mrc.voxel_size.x)
+    except InputFileError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{name} is not a readable MRC file: {exc}") from None
+    if len(file_shape) != 3:
+        raise InputFileError(f"{name} must be a 3-D volume, got shape {file_shape}")
+    if not np.isfinite(pixel) or pixel < 0:
+        pixel = 0.0
+    return MapHeader(shape=tuple(file_shape[i] for i in order), pixel_size_angstrom=pixel, path=str(p))
+
 
 def read_map(path: str | os.PathLike[str], *, what: str = "map") -> MapData:
     """Read a 3-D MRC map as float32 ``(nz, ny, nx)``.
@@ -79,17 +162,8 @@ def read_map(path: str | os.PathLike[str], *, what: str = "map") -> MapData:
     """
     p = Path(path)
     name = f"{what} {str(p)!r}"
-    if not p.exists():
-        raise InputFileError(f"{name} does not exist")
-    if p.is_dir():
-        raise InputFileError(f"{name} is a folder, expected an MRC file")
-    if not p.is_file():
-        raise InputFileError(f"{name} is not a regular file, expected an MRC file")
     try:
-        size = p.stat().st_size
-        if size < _HEADER_BYTES:
-            raise InputFileError(f"{name} is not an MRC file: it holds {size} bytes, fewer than the "
-                                 f"{_HEADER_BYTES}-byte MRC header")
+        size = _file_size(p, name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # header oddities are judged below, not printed
             with mrcfile.open(p, mode="r", permissive=True) as mrc:
