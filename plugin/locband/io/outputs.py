@@ -244,21 +244,29 @@ class OutputSet:
             try:
                 if self.manifest:
                     manifest.unlink(missing_ok=True)
+                # the files, then the removal of names this run does not write, the manifest last
+                # (commit() put it at the end of `done`)
+                unwritten = [] if self.extend else self._unwritten({t.name for _, t in done})
                 for i, (tmp, target) in enumerate(done):
+                    if target == manifest:
+                        for current in unwritten:
+                            current.unlink(missing_ok=True)
                     current = target
                     os.replace(tmp, target)
                     done[i] = (target, target)
-                if not self.extend:
-                    written = {t.name for _, t in done}
-                    for name in self.owned:
-                        current = self.out_dir / name
-                        if name not in written and (current.is_file() or current.is_symlink()):
-                            current.unlink()
+                if not self.manifest:
+                    for current in unwritten:
+                        current.unlink(missing_ok=True)
             except OSError as exc:
                 _unlink_all(tmp for tmp, target in done if tmp != target)
                 state = (f"; {str(self.out_dir)!r} now holds an incomplete set (no {MANIFEST_NAME}): run again"
                          if self.manifest else "")
                 raise OutputFileError(f"cannot replace {str(current)!r}: {_reason(exc)}{state}") from None
+
+    def _unwritten(self, written: set[str]) -> list[Path]:
+        """Files under names of this set that the run does not write (an earlier run's)."""
+        paths = [self.out_dir / name for name in self.owned if name not in written]
+        return [p for p in paths if p.is_file() or p.is_symlink()]
 
     def _remove_stale_temporaries(self) -> None:
         """Remove temporary files a killed run left under this set's names (never an input)."""
