@@ -689,7 +689,12 @@ def run(req: ExtRecRequest, *, print_line: Callable[[str], None] = print) -> dic
         Bad input, a failed or missing other half, ``--sequential_halves_recons``.
     """
     t0 = time.perf_counter()
-    check_outputs(req)
+    try:
+        check_outputs(req)
+    except InputFileError as exc:  # the other half must not wait for us in vain
+        if req.name.half is not None and Path(req.star.data_real).is_file():
+            Rendezvous(req.job_dir, req.name, req.star.data_real, timeout_s=1.0).fail(f"{type(exc).__name__}: {exc}")
+        raise
     Path(req.star.result).unlink(missing_ok=True)  # never leave an older map for RELION to read
     stale_out = Path(req.star.result_star)
     if stale_out.exists():  # RELION would read it as FSC/tau2 feedback: not ours, so not honest
