@@ -200,9 +200,9 @@ def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: P
     """Filter two half-map files into ``out_dir``; returns the summary written there.
 
     Before any work the outputs are checked against the inputs and the folder
-    (:func:`plan_outputs`); the folder is created only once the inputs have been read and
-    checked. All outputs (maps, ``summary.json``, the report, ``extra_outputs``) are one set:
-    see :mod:`locband.io.outputs`.
+    (:func:`plan_outputs`); the folder is created only when the outputs are written, so bad
+    input (refused while reading or by the engine) leaves no folder behind. All outputs (maps,
+    ``summary.json``, the report, ``extra_outputs``) are one set: see :mod:`locband.io.outputs`.
 
     Raises
     ------
@@ -221,7 +221,6 @@ def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: P
     # hand the arrays over: the engine drops them once it has their spectra (memory at 256^3)
     halves = [m1.data, m2.data]
     del m1, m2, mk
-    outs.create()
     result = lf.filter_owned(halves, progress=progress)
     t1 = time.perf_counter()
     summary = summarise(result, inputs={"half1": str(half1), "half2": str(half2),
