@@ -111,9 +111,13 @@ def test_report_without_input_maps_says_so(tmp_path: Path) -> None:
 
 def test_write_report_does_not_touch_pyplot(tmp_path: Path) -> None:
     had_pyplot = "matplotlib.pyplot" in sys.modules
+    from locband.io.outputs import OutputSet
+
     raw, local, mask = _volumes()
-    write_map(tmp_path / "filtered.mrc", raw, pixel_size_angstrom=2.0)
-    write_map(tmp_path / "local_resolution.mrc", local, pixel_size_angstrom=2.0)
+    outs = OutputSet(tmp_path)  # the report joins a complete output set
+    outs.add("filtered.mrc", lambda p: write_map(p, raw, pixel_size_angstrom=2.0))
+    outs.add("local_resolution.mrc", lambda p: write_map(p, local, pixel_size_angstrom=2.0))
+    outs.commit()
     paths = write_report(tmp_path, summary=_summary(True), raw=raw, result=None, mask=mask)
     assert [p.name for p in paths] == ["report.png", "report.pdf"]
     if not had_pyplot:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,14 +20,13 @@ from locband import __version__
 from locband.engine.local import LocalFilter
 from locband.engine.params import CROSSED, FilterParams, FilterResult
 from locband.engine.units import describe_fsc_resolution, fsc_resolution_angstrom
-from locband.io.atomic import ensure_output_dir
 from locband.io.errors import InputFileError
 from locband.io.mrc import MapData, read_map, write_map
-from locband.io.outputs import OutputSet
+from locband.io.outputs import OutputSet, Writer
 from locband.io.summary import write_json
 
-__all__ = ["OUTPUT_NAMES", "check_inputs_agree", "filter_files", "load_inputs", "summarise", "write_outputs",
-           "fsc_text", "naming_engine_errors"]
+__all__ = ["OUTPUT_NAMES", "check_inputs_agree", "filter_files", "load_inputs", "plan_outputs", "summarise",
+           "write_outputs", "fsc_text", "naming_engine_errors"]
 
 #: output file names inside the output folder
 OUTPUT_NAMES = {
@@ -176,15 +175,61 @@ def naming_engine_errors(half1: str | Path, half2: str | Path) -> Iterator[None]
         raise InputFileError(f"half-maps {str(half1)!r} and {str(half2)!r}: {exc}") from None
 
 
+def plan_outputs(out_dir: Path, *, half1: Path, half2: Path, mask: Path | None,
+                 extra_names: Iterable[str] = (), also_writes: Iterable[str] = ()) -> OutputSet:
+    """The output set of one filter run, checked before any work.
+
+    Every name the set may hold (maps, ``summary.json``, ``report.png``/``.pdf``, ``extra_names``)
+    and every name written beside it (``also_writes``) is compared with the inputs, and the
+    folder must be writable or creatable; nothing is created yet.
+
+    Raises
+    ------
+    OutputFileError
+        An output would overwrite an input (both named), a folder holds an output name, or the
+        output folder cannot be written.
+    """
+    from locband.report import REPORT_NAMES
+
+    outs = OutputSet(out_dir, inputs={"half-map 1": half1, "half-map 2": half2, "mask": mask},
+                     owned=[*OUTPUT_NAMES.values(), *REPORT_NAMES.values(), *extra_names], also_writes=also_writes)
+    outs.check()
+    return outs
+
+
 def write_outputs(result: FilterResult, out_dir: Path, *, summary: dict[str, Any],
                   origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                  names: dict[str, str] | None = None) -> dict[str, Path]:
-    """Write maps and summary all-or-nothing; returns output kind -> path."""
+                  names: dict[str, str] | None = None, outs: OutputSet | None = None,
+                  report: Callable[[dict[str, Any]], Mapping[str, Writer]] | None = None,
+                  extra: Mapping[str, Writer] | None = None) -> dict[str, Path]:
+    """Write maps, summary, report and ``extra`` files as one set, all-or-nothing; returns kind -> path.
+
+    Parameters
+    ----------
+    result : FilterResult
+        What the engine returned.
+    out_dir : Path
+        The output folder.
+    summary : dict
+        The run's summary; ``run_id`` and ``outputs`` are filled in here.
+    origin : tuple of float
+        MRC header origin (x, y, z) in Å of the maps.
+    names : dict, optional
+        Output kind -> file name, overriding :data:`OUTPUT_NAMES`.
+    outs : OutputSet, optional
+        The set planned by :func:`plan_outputs` (default: a set with the output names only).
+    report : callable, optional
+        ``report(summary) -> {file name: writer}``: the report files, drawn once the summary is
+        complete; they join the set.
+    extra : mapping, optional
+        More files of the set (a host's node file), file name -> ``writer(tmp_path)``.
+    """
     names = {**OUTPUT_NAMES, **(names or {})}
+    outs = outs if outs is not None else OutputSet(out_dir, owned=names.values())
     px = result.pixel_size_angstrom
-    outs = OutputSet(out_dir)
     paths: dict[str, Path] = {}
-    def writer(vol: np.ndarray, pixel: float) -> Callable[[Path], object]:
+
+    def writer(vol: np.ndarray, pixel: float) -> Writer:
         return lambda p: write_map(p, vol, pixel_size_angstrom=pixel, origin=origin)
 
     for key, vol in (("full", result.full), ("half1", result.half1), ("half2", result.half2),
@@ -194,26 +239,43 @@ def write_outputs(result: FilterResult, out_dir: Path, *, summary: dict[str, Any
         # an MRC volume stack, one coarse volume per band (centres in summary.json "bands")
         coarse_px = px * result.full.shape[-1] / result.band_snr.shape[-1]
         paths["band_snr"] = outs.add(names["band_snr"], writer(result.band_snr, coarse_px))
-    summary["outputs"] = {k: str(v) for k, v in paths.items()}
-    summary["outputs"]["summary"] = str(out_dir / names["summary"])
     paths["summary"] = outs.add(names["summary"], lambda p: write_json(p, summary))
+    summary["run_id"] = outs.run_id
+    summary["outputs"] = {k: str(v) for k, v in paths.items()}
+    if report is not None:
+        from locband.report import REPORT_NAMES
+
+        summary["outputs"].update({f"report_{k}": str(Path(out_dir) / v) for k, v in REPORT_NAMES.items()})
+        for name, w in report(summary).items():
+            outs.add(name, w)
+    for name, w in (extra or {}).items():
+        outs.add(name, w)
     outs.commit()
-    return paths
+    return {**paths, **{f"report_{k}": Path(v) for k, v in summary["outputs"].items() if k.startswith("report_")}}
 
 
 def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: Path,
                  pixel_size_angstrom: float | None = None, params: FilterParams | None = None,
                  workers: int = 1, backend: str | None = None, report: bool = True,
-                 progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[float, str], None] | None = None,
+                 extra_outputs: Mapping[str, Writer] | None = None,
+                 also_writes: Iterable[str] = ()) -> dict[str, Any]:
     """Filter two half-map files into ``out_dir``; returns the summary written there.
+
+    Before any work the outputs are checked against the inputs and the folder
+    (:func:`plan_outputs`); the folder is created only when the outputs are written, so bad
+    input (refused while reading or by the engine) leaves no folder behind. All outputs (maps,
+    ``summary.json``, the report, ``extra_outputs``) are one set: see :mod:`locband.io.outputs`.
 
     Raises
     ------
     InputFileError
-        Unreadable or inconsistent inputs, or an unwritable output folder.
+        Unreadable or inconsistent inputs, an output that would overwrite an input, an
+        unwritable output folder, or a write error (the message names the file).
     """
     t0 = time.perf_counter()
-    out = ensure_output_dir(out_dir)
+    outs = plan_outputs(out_dir, half1=half1, half2=half2, mask=mask_path, extra_names=list(extra_outputs or ()),
+                        also_writes=also_writes)
     m1, m2, mk, px = load_inputs(half1, half2, mask_path, pixel_size_angstrom=pixel_size_angstrom)
     t_read = time.perf_counter() - t0
     origin = m1.origin
@@ -228,14 +290,17 @@ def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: P
     summary = summarise(result, inputs={"half1": str(half1), "half2": str(half2),
                                         "mask": None if mask_path is None else str(mask_path)},
                         timings={"read": t_read}, mask=lf.mask)
-    write_outputs(result, out, summary=summary, origin=origin)
-    if report:
-        from locband.report import write_report
+
+    def report_files(summary: dict[str, Any]) -> Mapping[str, Writer]:
+        from locband.report import report_outputs
 
         raw = read_map(half1, what="half-map 1").data
         raw += read_map(half2, what="half-map 2").data
         raw *= np.float32(0.5)
-        write_report(out, summary=summary, raw=raw, result=result, mask=lf.mask)
+        return report_outputs(summary=summary, raw=raw, filtered=result.full,
+                              local_resolution=result.local_resolution_angstrom, mask=lf.mask)
+
+    write_outputs(result, out_dir, summary=summary, origin=origin, outs=outs,
+                  report=report_files if report else None, extra=extra_outputs)
     summary["timings_seconds"]["write"] = round(time.perf_counter() - t1, 4)
     return summary
-

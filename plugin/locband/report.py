@@ -10,20 +10,23 @@ What a user checks first after a run, at a glance:
 
 Drawn with matplotlib's object API on the Agg canvas (``Figure`` + ``FigureCanvasAgg``, and
 ``PdfPages`` for the PDF): pyplot's global state is never touched, so the report is safe inside
-a host program or a notebook. Both files are written all-or-nothing through
-:class:`locband.io.outputs.OutputSet`.
+a host program or a notebook. The report is part of a run's output set
+(:class:`locband.io.outputs.OutputSet`): ``locband filter`` writes it with the maps, and
+``locband report`` adds a redrawn one to a complete set only.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["REPORT_NAMES", "write_report", "report_from_files", "render_report", "local_resolution_histogram"]
+__all__ = ["REPORT_NAMES", "write_report", "report_from_files", "render_report", "local_resolution_histogram",
+           "report_outputs"]
 
 #: file names of the report inside the output folder
 REPORT_NAMES = {"png": "report.png", "pdf": "report.pdf"}
@@ -213,30 +216,37 @@ def _settings_page(summary: dict[str, Any]) -> Any:
     return fig
 
 
-def _save(out_dir: Path, fig: Any, settings: Any) -> list[Path]:
-    from matplotlib.backends.backend_pdf import PdfPages
+def report_outputs(*, summary: dict[str, Any], raw: npt.NDArray[np.floating[Any]] | None,
+                   filtered: npt.NDArray[np.floating[Any]], local_resolution: npt.NDArray[np.floating[Any]],
+                   mask: npt.NDArray[np.floating[Any]] | None) -> dict[str, Callable[[Path], object]]:
+    """Draw the report now; returns ``{file name: writer(path)}`` for an output set.
 
-    from locband.io.outputs import OutputSet
+    The figures are drawn here (the arrays are not kept); the writers only save them, so the
+    report joins the other outputs of a run in one :class:`locband.io.outputs.OutputSet`.
+    """
+    fig = render_report(summary=summary, raw=raw, filtered=filtered, local_resolution=local_resolution, mask=mask)
+    settings = _settings_page(summary)
 
     def write_pdf(path: Path) -> None:
-        with PdfPages(path, metadata={"Creator": "locband"}) as pdf:
+        from matplotlib.backends.backend_pdf import PdfPages
+
+        with PdfPages(path, metadata={"Creator": "locband", "Subject": f"locband run {summary.get('run_id', '')}"}) \
+                as pdf:
             pdf.savefig(fig)
             pdf.savefig(settings)
 
-    outs = OutputSet(out_dir)
-    outs.add(REPORT_NAMES["png"], lambda p: fig.savefig(p, format="png", dpi=_PNG_DPI))
-    outs.add(REPORT_NAMES["pdf"], write_pdf)
-    return outs.commit()
+    return {REPORT_NAMES["png"]: lambda p: fig.savefig(p, format="png", dpi=_PNG_DPI), REPORT_NAMES["pdf"]: write_pdf}
 
 
 def write_report(out_dir: Path, *, summary: dict[str, Any], raw: np.ndarray | None, result: Any,
-                 mask: np.ndarray | None) -> list[Path]:
-    """Write ``report.png`` and ``report.pdf`` into ``out_dir``; returns their paths.
+                 mask: np.ndarray | None, inputs: dict[str, str | None] | None = None) -> list[Path]:
+    """Add ``report.png`` and ``report.pdf`` to the complete output set in ``out_dir``; returns their paths.
 
     Parameters
     ----------
     out_dir : Path
-        Output folder of the run (the maps may already be there).
+        Output folder of a finished run: it must hold a complete set
+        (:func:`locband.io.outputs.require_complete_set`); the report joins it.
     summary : dict
         The run's summary (as written to ``summary.json``).
     raw : (nz, ny, nx) ndarray or None
@@ -246,8 +256,19 @@ def write_report(out_dir: Path, *, summary: dict[str, Any], raw: np.ndarray | No
         from ``out_dir``.
     mask : (nz, ny, nx) ndarray or None
         Soft mask; the histogram and the colour overlay use voxels with mask > 0.5.
+    inputs : dict, optional
+        The files the report was drawn from (what -> path): the report never replaces one.
+
+    Raises
+    ------
+    InputFileError
+        ``out_dir`` holds an incomplete set, a report name is an input, or a write error.
     """
+    from locband.io.outputs import OutputSet
+
     out = Path(out_dir)
+    outs = OutputSet(out, inputs=inputs, owned=REPORT_NAMES.values(), extend=True)
+    outs.check()
     if result is not None:
         filtered, local_res = result.full, result.local_resolution_angstrom
     else:
@@ -256,8 +277,10 @@ def write_report(out_dir: Path, *, summary: dict[str, Any], raw: np.ndarray | No
 
         filtered = read_map(out / OUTPUT_NAMES["full"], what="filtered map").data
         local_res = read_map(out / OUTPUT_NAMES["local_resolution"], what="local-resolution map").data
-    fig = render_report(summary=summary, raw=raw, filtered=filtered, local_resolution=local_res, mask=mask)
-    return _save(out, fig, _settings_page(summary))
+    for name, writer in report_outputs(summary=summary, raw=raw, filtered=filtered, local_resolution=local_res,
+                                       mask=mask).items():
+        outs.add(name, writer)
+    return outs.commit()
 
 
 def report_from_files(out_dir: str | os.PathLike[str], *, half1: str | None = None, half2: str | None = None,
@@ -270,10 +293,13 @@ def report_from_files(out_dir: str | os.PathLike[str], *, half1: str | None = No
     Raises
     ------
     InputFileError
-        ``out_dir`` holds no readable ``summary.json``, ``filtered.mrc`` or ``local_resolution.mrc``.
+        ``out_dir`` holds no readable ``summary.json``, ``filtered.mrc`` or ``local_resolution.mrc``,
+        holds an incomplete set (a run was killed while replacing its files), or a report name
+        is one of the inputs.
     """
     from locband.io.errors import InputFileError
     from locband.io.mrc import read_map
+    from locband.io.outputs import OutputSet, require_complete_set
     from locband.io.summary import read_json
     from locband.pipeline import OUTPUT_NAMES
 
@@ -292,9 +318,14 @@ def report_from_files(out_dir: str | os.PathLike[str], *, half1: str | None = No
             raise InputFileError(f"{str(spath)!r} has no {key!r}: expected the summary.json of a locband run")
     inputs = summary.get("inputs") or {}
     h1, h2 = half1 or inputs.get("half1"), half2 or inputs.get("half2")
+    mpath = mask or inputs.get("mask")
+    named = {"half-map 1": h1, "half-map 2": h2, "mask": mpath}
+    # before reading anything: the redrawn report must not replace an input, and the folder
+    # must hold one complete set (a run killed while replacing its files is refused here)
+    OutputSet(out, inputs=named, owned=REPORT_NAMES.values(), extend=True).check()
+    require_complete_set(out, ignore=REPORT_NAMES.values())
     raw = None
     if h1 and h2 and Path(h1).is_file() and Path(h2).is_file():
         raw = (read_map(h1, what="half-map 1").data + read_map(h2, what="half-map 2").data) * np.float32(0.5)
-    mpath = mask or inputs.get("mask")
     mk = read_map(mpath, what="mask").data if mpath and Path(mpath).is_file() else None
-    return write_report(out, summary=summary, raw=raw, result=None, mask=mk)
+    return write_report(out, summary=summary, raw=raw, result=None, mask=mk, inputs=named)

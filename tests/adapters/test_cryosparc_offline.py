@@ -89,7 +89,7 @@ def test_job_folder_to_importable_outputs(project: Path, capsys: pytest.CaptureF
     assert code == 0, err
     names = {p.name for p in out.iterdir()}
     assert names == {"filtered.mrc", "filtered_half1.mrc", "filtered_half2.mrc", "local_resolution.mrc",
-                     "summary.json", "locband_volume.cs", "locband_volume.csg"}
+                     "summary.json", "locband_volume.cs", "locband_volume.csg", "locband_manifest.json"}
     d = Dataset.load(str(out / "locband_volume.cs"))
     assert len(d) == 1
     assert set(d.prefixes()) >= {"map", "map_half_A", "map_half_B", "map_locres"}

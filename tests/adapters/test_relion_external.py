@@ -440,7 +440,8 @@ def test_wrapper_writes_failure_when_python_cannot_start(tmp_path: Path) -> None
                           timeout=60)
     assert proc.returncode != 0
     assert _exit_files(out) == {ctl.RELION_JOB_EXIT_FAILURE}
-    assert "before writing an exit file" in proc.stderr
+    missing = tmp_path / "no-such-python"
+    assert proc.stderr == f"locband-relion-external: LOCBAND_PYTHON={missing} is not an executable Python\n"
 
 
 def test_outputs_match_filter_command(tmp_path: Path, refine_dir: Path) -> None:

@@ -99,17 +99,27 @@ def test_case(project: Path, halves: tuple[int, ...], split: bool, case: str) ->
 
 
 def test_sequential_detection(project: Path) -> None:
-    name = relion_extrec.parse_hook_name(write_job(JOB)[1])
+    """Only the calling relion_refine's own command line counts; the job's files are hints."""
+    stars = write_job(JOB)
+    name = relion_extrec.parse_hook_name(stars[1])
     assert relion_extrec.detect_sequential(name, JOB, ancestors=[]) is None
     seen = relion_extrec.detect_sequential(
         name, JOB, ancestors=[(42, "relion_refine_mpi --o run --sequential_halves_recons --split_random_halves")])
     assert seen == "the command line of relion_refine (pid 42)"
+    seen = relion_extrec.detect_sequential(  # a launcher script's interpreter first, the program second
+        name, JOB, ancestors=[(7, "/bin/sh /opt/relion/bin/relion_refine_mpi --sequential_halves_recons")])
+    assert seen == "the command line of relion_refine (pid 7)"
+    assert relion_extrec.detect_sequential(  # another program's option of the same name is not RELION's
+        name, JOB, ancestors=[(9, "bash myscript.sh --sequential_halves_recons")]) is None
     (JOB / "note.txt").write_text("++++ with the following command(s):\nrelion_refine_mpi --o x "
                                   "--sequential_halves_recons\n")
-    assert relion_extrec.detect_sequential(name, JOB, ancestors=[]) == str(JOB / "note.txt")
+    assert relion_extrec.detect_sequential(name, JOB, ancestors=[]) is None
+    assert relion_extrec.sequential_hint(name, JOB) == str(JOB / "note.txt")
     (JOB / "run_it001_optimiser.star").write_text("# RELION optimiser; version 3.1.3\n# --o run "
                                                  "--sequential_halves_recons\n\ndata_optimiser_general\n\n")
-    assert relion_extrec.detect_sequential(name, JOB, ancestors=[]) == str(JOB / "run_it001_optimiser.star")
+    assert relion_extrec.sequential_hint(name, JOB) == str(JOB / "run_it001_optimiser.star")
+    # a call made by hand (no relion_refine above it) is never refused because of the job's files
+    assert relion_extrec.build_request(stars[1]).sequential is None
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [({"final_mode": "both"}, "--final must be 'plain' or 'filter'"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -138,18 +139,48 @@ def test_other_mpi_job_is_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         rv1.wait_for_partner()
 
 
+def _fake_relion_refine(tmp_path: Path, star: str, *options: str) -> subprocess.Popen[bytes]:
+    """A stand-in for relion_refine_mpi (with ``options`` on its command line) that calls the hook as RELION does."""
+    from extrec_job import env
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    fake = bindir / "relion_refine_mpi"
+    fake.write_text(f'#!/bin/sh\nsh -c "{WRAPPER} --timeout {GUARD_S} {star}" 2> "{tmp_path}/hook.err"\n'
+                    f'echo $? > "{tmp_path}/hook.rc"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return subprocess.Popen([str(fake), *options], cwd=tmp_path, env=env())
+
+
 def test_sequential_halves_fail_at_once(tmp_path: Path) -> None:
+    """relion_refine_mpi --sequential_halves_recons runs half 2 only after half 1 returned: refuse at once."""
+    stars = write_job(tmp_path / JOB, n=24)
+    stars = {h: os.path.relpath(s, tmp_path) for h, s in stars.items()}
+    t0 = time.monotonic()
+    relion = _fake_relion_refine(tmp_path, stars[1], "--o", "Refine3D/job007/run", "--split_random_halves",
+                                 "--sequential_halves_recons", "--external_reconstruct")
+    assert relion.wait(timeout=GUARD_S) == 0
+    err = (tmp_path / "hook.err").read_text()
+    assert (tmp_path / "hook.rc").read_text().strip() == "1", err
+    assert "relion_refine runs with --sequential_halves_recons (seen in the command line of relion_refine" in err
+    assert "Remove --sequential_halves_recons" in err
+    assert time.monotonic() - t0 < GUARD_S  # it did not sit out the wait
+
+
+def test_sequential_option_in_the_job_files_does_not_refuse_a_pair_by_hand(tmp_path: Path) -> None:
+    """The job's files mention the option (an earlier run), but these two calls do run together: filter."""
     stars = write_job(tmp_path / JOB, n=24)
     stars = {h: os.path.relpath(s, tmp_path) for h, s in stars.items()}
     (tmp_path / JOB / "run_it001_optimiser.star").write_text(
         "# RELION optimiser; version 3.1.3\n# --o Refine3D/job007/run --auto_refine --split_random_halves "
         "--sequential_halves_recons --external_reconstruct\n\ndata_optimiser_general\n\n"
         "_rlnSolventMaskName None\n")
-    t0 = time.monotonic()
-    rc, _, err = _finish(start(stars[1], "--timeout", str(GUARD_S), cwd=tmp_path))
-    assert rc == 1
-    assert "--sequential_halves_recons" in err and "Remove --sequential_halves_recons" in err
-    assert time.monotonic() - t0 < GUARD_S  # it did not sit out the wait
+    (tmp_path / JOB / "note.txt").write_text("relion_refine_mpi --o Refine3D/job007/run --sequential_halves_recons\n")
+    procs = {h: start(stars[h], "--timeout", str(GUARD_S), cwd=tmp_path) for h in (1, 2)}
+    res = {h: _finish(p) for h, p in procs.items()}
+    for h in (1, 2):
+        assert res[h][0] == 0, res[h][2]
+        assert res[h][1].startswith(f"locband: it002 half{h}: ")
 
 
 def test_timeout_names_the_missing_partner(tmp_path: Path) -> None:
@@ -191,8 +222,6 @@ def _fake_bin(tmp_path: Path, name: str) -> Path:
 
 @pytest.mark.parametrize("found", ["locband", "python3"])
 def test_wrapper_finds_python(tmp_path: Path, found: str) -> None:
-    import subprocess
-
     bindir = _fake_bin(tmp_path, found)
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path)}
     if found == "python3":  # no locband on PATH: the source checkout beside the wrapper
@@ -204,13 +233,12 @@ def test_wrapper_finds_python(tmp_path: Path, found: str) -> None:
     if found == "locband":
         assert "ARGS=relion-reconstruct --threads 2 x_external_reconstruct.star" in called
     else:
-        assert "ARGS=-m locband.cli relion-reconstruct --threads 2 x_external_reconstruct.star" in called
+        assert "ARGS=-c import sys" in called  # the one-line-error bootstrap, then the subcommand
+        assert "entry_point() relion-reconstruct --threads 2 x_external_reconstruct.star" in called
         assert str(WRAPPER.parent.parent / "plugin") in called.replace("/wrappers/..", "")
 
 
 def test_waiting_stops_when_relion_refine_exits(tmp_path: Path) -> None:
-    import subprocess
-
     stars = write_job(tmp_path / JOB, n=24, halves=(1,))
     star = os.path.relpath(stars[1], tmp_path)
     # a stand-in for relion_refine_mpi that calls the hook as RELION does (system() -> sh -c)
@@ -233,3 +261,50 @@ def test_waiting_stops_when_relion_refine_exits(tmp_path: Path) -> None:
     while not (tmp_path / "hook.err").read_text() and time.monotonic() - t0 < GUARD_S:
         time.sleep(0.05)
     assert "has exited while half 1 was waiting for half 2" in (tmp_path / "hook.err").read_text()
+
+
+def test_failed_call_then_a_correct_pair_of_the_same_iteration_succeeds(tmp_path: Path) -> None:
+    """A by-hand repeat finds RELION's arrays unchanged: the old failure marker must not fail it."""
+    stars = write_job(tmp_path / JOB, n=24)
+    stars = {h: os.path.relpath(s, tmp_path) for h, s in stars.items()}
+    rv_dir = tmp_path / JOB / relion_extrec.RENDEZVOUS_DIR / "run_it002_class001"
+    # a failed call: half 2 alone gives up waiting and leaves its failure marker
+    rc, _, err = _finish(start(stars[2], "--timeout", "0.5", cwd=tmp_path))
+    assert rc == 1 and "timed out after 0.5 s waiting for half 1" in err
+    assert (rv_dir / "half2.failed").is_file()
+    # the same iteration by hand, one call after the other: half 1 is waiting before half 2 starts
+    p1 = start(stars[1], "--timeout", str(GUARD_S), cwd=tmp_path)
+    t0 = time.monotonic()
+    while not (rv_dir / "half1.json").exists() and p1.poll() is None and time.monotonic() - t0 < GUARD_S:
+        time.sleep(0.02)
+    p2 = start(stars[2], "--timeout", str(GUARD_S), cwd=tmp_path)
+    res = {1: _finish(p1), 2: _finish(p2)}
+    for h in (1, 2):
+        assert res[h][0] == 0, res[h][2]
+        assert res[h][1].startswith(f"locband: it002 half{h}: ")
+    assert not (rv_dir / "half2.failed").exists()
+
+
+def test_old_failure_marker_counts_when_no_new_call_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A marker older than this call is an earlier call's; it still ends the wait if the other half never restarts."""
+    monkeypatch.chdir(tmp_path)
+    grace = 0.5
+    monkeypatch.setattr(relion_extrec, "_OLD_FAILURE_GRACE_S", grace)
+    stars = write_job(JOB, n=24)
+    s1, s2 = (read_external_reconstruct_star(stars[h]) for h in (1, 2))
+    relion_extrec.Rendezvous(JOB, parse_hook_name(stars[2]), s2.data_real, timeout_s=1).fail("disk full")
+    time.sleep(0.01)
+    rv1 = relion_extrec.Rendezvous(JOB, parse_hook_name(stars[1]), s1.data_real, timeout_s=GUARD_S)
+    rv1.started_unix = time.time()  # this call starts after the marker was written
+    t0 = time.monotonic()
+    with pytest.raises(relion_extrec.RendezvousError,
+                       match=r"half 2 of iteration 2 failed \(at .*, before this call started.*\): disk full"):
+        rv1.wait_for_partner()
+    assert time.monotonic() - t0 >= grace * 0.9  # it waited for a new call first (0.9: monotonic vs wall clock)
+    # a marker written after this call started counts at once (never waited for: the grace is
+    # endless now, and the call would time out after 1 s instead)
+    monkeypatch.setattr(relion_extrec, "_OLD_FAILURE_GRACE_S", 1e9)
+    rv1 = relion_extrec.Rendezvous(JOB, parse_hook_name(stars[1]), s1.data_real, timeout_s=1)
+    rv1.started_unix = time.time() - 5
+    with pytest.raises(relion_extrec.RendezvousError, match=r"half 2 of iteration 2 failed: disk full"):
+        rv1.wait_for_partner()

@@ -334,7 +334,7 @@ GOOD: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[Path, np.nda
 def _outputs(out: Path) -> dict[str, object]:
     found: dict[str, object] = {n: _read(out / n) for n in os.listdir(out) if n.endswith(".mrc")}
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("inputs", "outputs", "timings_seconds"):
+    for key in ("inputs", "outputs", "timings_seconds", "run_id"):  # run_id: unique per run by design
         summary.pop(key)
     found["summary"] = summary
     return found

@@ -23,7 +23,7 @@ PX = 1.4
 NUM_TOL = 1e-5  # FSC values, settings, band centres, percentiles relative
 FREQ_TOL = 1e-3  # cycles/voxel, for resolutions in Å: relative FREQ_TOL / frequency
 MAP_TOL = 5e-5  # of the map's largest value
-SKIP = {"inputs", "outputs", "timings_seconds", "locband_version"}
+SKIP = {"inputs", "outputs", "timings_seconds", "locband_version", "run_id"}  # run_id: unique per run
 
 
 @pytest.fixture(scope="module")

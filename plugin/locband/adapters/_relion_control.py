@@ -5,7 +5,10 @@ folder (``src/pipeline_control.h``): ``RELION_JOB_EXIT_SUCCESS``, ``RELION_JOB_E
 after the user pressed *Abort* (which creates ``RELION_JOB_ABORT_NOW``),
 ``RELION_JOB_EXIT_ABORTED``. A job that ends without one of them stays "Running" forever and
 blocks ``relion_pipeliner --RunJobs`` and Schedules, so :func:`relion_job` writes one on every
-way out, including errors and Ctrl-C.
+way out, including errors, Ctrl-C, and SIGTERM or SIGHUP (what ``scancel`` and queue systems
+send) once the command line has turned them into :class:`locband._signals.Interrupted`. Only a
+SIGKILL of the whole process group leaves none; a SIGKILL of Python alone is caught by the
+wrapper script (``wrappers/locband-relion-external``), which then writes the failure file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from locband._signals import deferred
 from locband.io.atomic import atomic_write_text, ensure_output_dir
 from locband.io.errors import InputFileError
 
@@ -26,6 +30,7 @@ __all__ = [
     "RELION_JOB_EXIT_ABORTED",
     "RELION_JOB_ABORT_NOW",
     "EXIT_FILES",
+    "LOG_NAME",
     "JobAborted",
     "JobControl",
     "relion_job",
@@ -39,6 +44,8 @@ RELION_JOB_ABORT_NOW = "RELION_JOB_ABORT_NOW"
 
 #: the files that tell RELION a job has ended
 EXIT_FILES = (RELION_JOB_EXIT_SUCCESS, RELION_JOB_EXIT_FAILURE, RELION_JOB_EXIT_ABORTED)
+#: the job's own log in the output folder (beside RELION's run.out)
+LOG_NAME = "locband.log"
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -75,7 +82,7 @@ class JobControl:
         print(line, file=self.stdout, flush=True)
         self._log_lines.append(line)
         with contextlib.suppress(OSError):
-            atomic_write_text(self.out_dir / "locband.log", "\n".join(self._log_lines) + "\n")
+            atomic_write_text(self.out_dir / LOG_NAME, "\n".join(self._log_lines) + "\n")
 
     def progress(self, inner: ProgressCallback | None = None) -> ProgressCallback:
         """Wrap ``inner`` into an engine progress callback that checks for an abort request on every call."""
@@ -89,11 +96,12 @@ class JobControl:
 
 
 def _write_exit_file(out_dir: Path, name: str) -> None:
-    for stale in EXIT_FILES:
-        if stale != name:
-            with contextlib.suppress(OSError):
-                (out_dir / stale).unlink()
-    atomic_write_text(out_dir / name, "")
+    with deferred():  # a second SIGTERM must not cut this short: RELION waits for the file
+        for stale in EXIT_FILES:
+            if stale != name:
+                with contextlib.suppress(OSError):
+                    (out_dir / stale).unlink()
+        atomic_write_text(out_dir / name, "")
 
 
 @contextlib.contextmanager
@@ -105,8 +113,8 @@ def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
     On a normal end it writes ``RELION_JOB_EXIT_SUCCESS``. On :class:`JobAborted` (or when
     ``RELION_JOB_ABORT_NOW`` exists at the end) it writes ``RELION_JOB_EXIT_ABORTED`` and removes
     ``RELION_JOB_ABORT_NOW``. On any
-    other exception, ``KeyboardInterrupt`` included, it prints the reason and the traceback to
-    stderr (``run.err``; bad input gets its one-line message only), writes
+    other exception it prints the reason to stderr (``run.err``: one line for bad input and for
+    an interruption by SIGINT, SIGTERM or SIGHUP, the traceback for anything else), writes
     ``RELION_JOB_EXIT_FAILURE`` and re-raises, so that the caller can turn it into an exit code.
 
     Raises
@@ -135,6 +143,11 @@ def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
     except (InputFileError, ValueError, TypeError) as exc:  # bad input: the message says it all
         print(f"locband: error: {exc}", file=err, flush=True)
         _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
+        raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, or scancel's SIGTERM turned into Interrupted
+        _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
+        print(f"locband: {exc if str(exc) else 'interrupted'}; job stopped, {RELION_JOB_EXIT_FAILURE} written",
+              file=err, flush=True)
         raise
     except BaseException as exc:
         print(f"locband: job failed: {type(exc).__name__}: {exc}", file=err)

@@ -16,7 +16,8 @@ imported inside the functions):
 
 Credentials come from the environment (``CRYOSPARC_BASE_URL`` or ``CRYOSPARC_MASTER_HOSTNAME`` +
 ``CRYOSPARC_BASE_PORT``, ``CRYOSPARC_EMAIL``, ``CRYOSPARC_PASSWORD``) or from the token saved by
-``python -m cryosparc.tools login``; never from the command line.
+``python -m cryosparc.tools login``; never from the command line. A URL with a user name or
+password in it is refused, with the credentials blanked out of the message.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from locband import __version__
+from locband._secrets import redact, url_credentials, url_without_credentials
 from locband.engine.local import LocalFilter
 from locband.engine.params import FilterParams, FilterResult
-from locband.io.atomic import ensure_output_dir
 from locband.io.cs import (VolumeRecord, VolumeSlot, csg_text, find_volume_cs, read_volume_cs,
                            record_from_dataset, require_cryosparc, write_volume_cs)
 from locband.io.errors import InputFileError
@@ -225,10 +226,16 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
         return p
 
     paths = {s: local(s) for s in HALF_SLOTS + ((mslot,) if mslot else ())}
+    # before any work: no output may be one of the inputs, no output name may be taken by a folder
+    outs = OutputSet(out_dir, inputs={"volume .cs file": cs_path, "map_half_A": paths["map_half_A"],
+                                      "map_half_B": paths["map_half_B"], "mask": paths.get(mslot) if mslot else None},
+                     owned=[*(OUTPUT_NAMES[kind] for kind in _SLOT_KIND.values()), OUTPUT_NAMES["summary"], CS_NAME,
+                            CSG_NAME])
+    outs.check()
     m1, m2, mk, px = load_inputs(paths["map_half_A"], paths["map_half_B"], paths.get(mslot) if mslot else None,
                                  pixel_size_angstrom=None)
     _check_against_record(record, m1, px)
-    out = ensure_output_dir(out_dir)  # only once the inputs are known to be good
+    out = outs.create()  # only once the inputs are known to be good
     req = FilterRequest(project="", workspace="", job="", mask_slot=mask_slot, params=params or FilterParams(),
                         workers=workers, backend=backend)
     result = _filter_maps(m1, m2, mk, px, req, progress)
@@ -247,7 +254,6 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
     summary["cryosparc"] = {"source": str(cs_path), "project_dir": str(proj), "mask_slot": mslot,
                             "volume_cs": str(out / CS_NAME), "group_csg": str(out / CSG_NAME),
                             "paths_relative_to_project": rel_base is not None}
-    outs = OutputSet(out)
     for slot, kind in _SLOT_KIND.items():
         vol = getattr(result, OUTPUT_SLOTS[slot])
         outs.add(OUTPUT_NAMES[kind], lambda p, v=vol: write_map(p, v, pixel_size_angstrom=px, origin=m1.origin))
@@ -255,6 +261,7 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
     csg = csg_text(group_name=OUTPUT_NAME, cs_name=CS_NAME, slots={s: DEFAULT_SLOT_DTYPE for s in cs_slots},
                    title="locband filtered volume", version=__version__)
     outs.add(CSG_NAME, lambda p: p.write_text(csg, encoding="utf-8"))
+    summary["run_id"] = outs.run_id
     summary["outputs"] = {kind: str(out / OUTPUT_NAMES[kind]) for kind in _SLOT_KIND.values()}
     summary["outputs"].update(summary=str(out / OUTPUT_NAMES["summary"]), volume_cs=str(out / CS_NAME),
                               group_csg=str(out / CSG_NAME))
@@ -286,12 +293,18 @@ def connect(url: str | None = None) -> Any:
     if not base_url and not host and not port:
         raise InputFileError("no cryoSPARC address: set CRYOSPARC_BASE_URL (e.g. http://host:39000) or "
                              "CRYOSPARC_MASTER_HOSTNAME and CRYOSPARC_BASE_PORT, or give --url")
+    if base_url and url_credentials(base_url):  # refused, and never echoed: the message shows *** instead
+        where = "--url" if url else "CRYOSPARC_BASE_URL"
+        raise InputFileError(f"{where} must not hold a user name or password ({url_without_credentials(base_url)}): "
+                             "set CRYOSPARC_EMAIL and CRYOSPARC_PASSWORD, or log in once with "
+                             "'python -m cryosparc.tools login'")
     try:
         if base_url:
             return tools.CryoSPARC(base_url, host=None, base_port=None, **auth)
         return tools.CryoSPARC(None, host=host, base_port=port, **auth)
     except (ValueError, RuntimeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = redact(first, [v for v in auth.values() if v and v != auth["email"]])
         raise InputFileError(f"cannot connect to cryoSPARC ({base_url or f'{host}:{port}'}): {first}; credentials "
                              "come from CRYOSPARC_EMAIL + CRYOSPARC_PASSWORD or 'python -m cryosparc.tools login'") from None
 

@@ -48,11 +48,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from locband.adapters._relion_control import JobAborted, JobControl, relion_job
+from locband.adapters._relion_control import (
+    EXIT_FILES,
+    LOG_NAME,
+    RELION_JOB_ABORT_NOW,
+    JobAborted,
+    JobControl,
+    relion_job,
+)
 from locband.engine.params import FilterParams
 from locband.io.atomic import ensure_output_dir
 from locband.io.errors import InputFileError
-from locband.io.relion_nodes import OutputNode, write_output_nodes
+from locband.io.relion_nodes import OUTPUT_NODES_NAME, OutputNode, format_output_nodes
 
 __all__ = [
     "Request",
@@ -365,25 +372,35 @@ def build_output_nodes(out_dir: str, outputs: dict[str, str]) -> list[OutputNode
     return nodes
 
 
+#: files the job writes into --o beside its output set (checked against the inputs, never part of the set)
+_BESIDE_THE_SET = (LOG_NAME, *EXIT_FILES, RELION_JOB_ABORT_NOW)
+
+
 def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     from locband.commands._common import TerminalProgress
-    from locband.pipeline import filter_files, fsc_text
+    from locband.pipeline import OUTPUT_NAMES, filter_files, fsc_text, plan_outputs
     from locband.report import REPORT_NAMES
 
+    halves = resolve_half_maps(req)
+    # before any work and before the first log line: no file of the job may be one of its inputs
+    plan_outputs(Path(req.out_dir), half1=halves.half1, half2=halves.half2, mask=halves.mask,
+                 extra_names=[OUTPUT_NODES_NAME], also_writes=_BESIDE_THE_SET)
     for item in _group_options(req.ignored):
         job.log(f"ignoring {item!r} (not a locband option)")
-    halves = resolve_half_maps(req)
     job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; {req.threads} thread(s)")
-    progress = job.progress(TerminalProgress(stdout, enabled=True) if stdout is not None else None)
-    summary = filter_files(halves.half1, halves.half2, mask_path=halves.mask, out_dir=Path(req.out_dir),
-                           pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=req.threads,
-                           backend=req.fft_backend, report=req.report, progress=progress)
-    job.check_abort("writing the outputs")
-    written = dict(summary["outputs"])
-    if req.report and (Path(req.out_dir) / REPORT_NAMES["pdf"]).is_file():
+    written = {kind: OUTPUT_NAMES[kind] for kind in ("full", "half1", "local_resolution")}
+    if req.report:
         written["report_pdf"] = REPORT_NAMES["pdf"]
     nodes = build_output_nodes(req.out_dir, written)
-    write_output_nodes(req.out_dir, nodes)
+    node_text = format_output_nodes(nodes)  # a bad node name fails here, before any work
+    progress = job.progress(TerminalProgress(stdout, enabled=True) if stdout is not None else None)
+    # the node file is part of the output set: RELION never sees nodes of another run's files
+    summary = filter_files(halves.half1, halves.half2, mask_path=halves.mask, out_dir=Path(req.out_dir),
+                           pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=req.threads,
+                           backend=req.fft_backend, report=req.report, progress=progress,
+                           extra_outputs={OUTPUT_NODES_NAME: lambda p: p.write_text(node_text, encoding="utf-8")},
+                           also_writes=_BESIDE_THE_SET)
+    job.check_abort("writing the outputs")
     res = summary["local_resolution_angstrom"]
     job.log(f"done: FSC=0.143 {fsc_text(summary)} (unmasked); local resolution "
             f"{res['p5']:.2f}-{res['p95']:.2f} Å (5-95 %); nodes: {', '.join(n.name for n in nodes)}")
@@ -414,7 +431,9 @@ def _output_folder(argv: Sequence[str]) -> str | None:
 def run(argv: Sequence[str], *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run one External job: parse, filter, write outputs, nodes and the exit file.
 
-    Returns 0 on success and 1 on failure or abort; the exit file in ``--o`` says which.
+    Returns 0 on success and 1 on failure or abort; the exit file in ``--o`` says which. After
+    SIGINT, SIGTERM or SIGHUP (turned into :class:`locband._signals.Interrupted` by the command
+    line) it returns 128 + the signal number, with ``RELION_JOB_EXIT_FAILURE`` written.
 
     Raises
     ------
@@ -435,4 +454,6 @@ def run(argv: Sequence[str], *, stdout: TextIO | None = None, stderr: TextIO | N
         return 1
     except Exception:  # reason (and, for unexpected errors, the traceback) already in run.err
         return 1
+    except KeyboardInterrupt as exc:  # SIGINT/SIGTERM/SIGHUP: failure file and one line already written
+        return int(getattr(exc, "exit_code", 130))
     return 0

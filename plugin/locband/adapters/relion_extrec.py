@@ -26,8 +26,9 @@ Cases (see the README section "RELION refinement hook"):
   unregularised halves;
 * classification (several classes, no halves) and runs without split halves (FSC all zero):
   the plain MAP reconstruction and one log line; there is no second half to estimate noise from;
-* ``--sequential_halves_recons``: the halves never run together, so a joint filter cannot
-  exist; the call fails at once with a message saying to remove that option.
+* ``--sequential_halves_recons`` on the command line of the calling relion_refine_mpi: the
+  halves never run together, so a joint filter cannot exist; the call fails at once with a
+  message saying to remove that option (see :func:`detect_sequential` for RELION's code).
 
 The gold-standard FSC RELION uses for its resolution is computed by RELION from the raw
 half-set sums before the hook is called; this hook never writes
@@ -65,6 +66,7 @@ from locband.io.relion_star import (
 )
 
 __all__ = ["ExtRecRequest", "Rendezvous", "RendezvousError", "build_request", "detect_sequential", "run",
+           "sequential_hint", "check_outputs",
            "report_failure", "partner_path", "relion_ancestor", "append_log",
            "RENDEZVOUS_DIR", "LOG_NAME", "SEQUENTIAL_FLAG"]
 
@@ -77,6 +79,11 @@ SEQUENTIAL_FLAG = "--sequential_halves_recons"
 # iteration: both ranks write theirs right before their concurrent calls (observed 1-5 ms apart),
 # whereas a re-run of a crashed iteration comes at least one expectation step later.
 _STALE_SLACK_S = 60.0
+# A failure marker written before this call started may be left by an earlier call of the same
+# iteration (RELION rewrites the arrays for every real call, but a call repeated by hand finds
+# them unchanged). It counts only if no new call of the other half removes it within this time;
+# the two calls RELION makes start within milliseconds of each other.
+_OLD_FAILURE_GRACE_S = 30.0
 _MPI_JOB_VARS = ("PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid", "OMPI_MCA_orte_ess_jobid", "PMI_KVSNAME",
                  "SLURM_STEP_ID_UNIQUE")
 
@@ -185,14 +192,42 @@ def relion_ancestor() -> tuple[int, str] | None:
 
 
 def detect_sequential(name: HookName, job_dir: Path, *, ancestors: list[tuple[int, str]] | None = None) -> str | None:
-    """Where ``--sequential_halves_recons`` is visible, or None.
+    """Where the calling relion_refine runs with ``--sequential_halves_recons``, or None.
 
-    Looks at the calling relion_refine's command line, the previous iteration's optimiser.star
-    header (relion_refine writes its command line there) and the job's ``note.txt``/``job.star``.
+    Only the command line of the relion_refine process that called this hook counts.
+
+    RELION (3.1.3, 4.0 and 5.0 alike) really runs the halves apart with that option: in
+    ``MlOptimiserMpi::maximization()`` the rank of half 1 (``2*(i % ((size-1)/2)) + 1``) makes its
+    ``externalReconstruct`` call, then ``if (do_sequential_halves_recons)
+    MPI_Barrier(MPI_COMM_WORLD);`` holds every rank until that call has returned, and only then
+    does the rank of half 2 make its call (3.1.3 ``src/ml_optimiser_mpi.cpp:2064, 2179-2180,
+    2216``; 4.0.0 ``:2035, 2139, 2171``; 5.0.0 ``:2447, 2555, 2587``). A hook that waits for the
+    other half there waits for a call that cannot start. Measured with RELION 3.1.3 (``mpirun -n
+    3``, a hook that sleeps 3 s): with the option the half-2 call started 10 ms after the half-1
+    call returned; without it the two started 1 ms apart.
+
+    The option is read from the command line of the running process only
+    (``checkParameter(argc, argv, "--sequential_halves_recons")`` in both ``parseInitial`` and
+    ``parseContinue``, 3.1.3 ``src/ml_optimiser.cpp:462, 796``): a run continued without it
+    reconstructs the halves together again, and the non-MPI relion_refine, which never splits
+    the halves (``ml_optimiser.cpp:2541``), ignores it. So the job's files (``note.txt``,
+    ``job.star``, an optimiser.star written by an earlier run) are no evidence, and a call made
+    by hand (no relion_refine above it) is never refused; :func:`sequential_hint` only adds
+    them to the timeout message.
     """
     for pid, cmd in (ancestors if ancestors is not None else _ancestor_commands()):
-        if "relion_refine" in cmd and SEQUENTIAL_FLAG in cmd.split():
+        tokens = cmd.split()
+        if any("relion_refine" in Path(tok).name for tok in tokens[:2]) and SEQUENTIAL_FLAG in tokens:
             return f"the command line of relion_refine (pid {pid})"
+    return None
+
+
+def sequential_hint(name: HookName, job_dir: Path) -> str | None:
+    """A file of the job that mentions ``--sequential_halves_recons`` (for the timeout message), or None.
+
+    The previous iteration's optimiser.star header (relion_refine writes its command line
+    there), then the job's ``note.txt`` and ``job.star``.
+    """
     opt = _previous(name, "_optimiser.star")
     if opt.is_file():
         try:
@@ -306,7 +341,11 @@ class Rendezvous:
     has now, if that file is not older than ours by more than a minute, and (where both calls
     know one) if the MPI job ids agree. Anything else (a crashed or re-run iteration) is stale
     and simply waited past: records are overwritten, never locked, so stale state cannot
-    deadlock. A call that fails writes ``halfN.failed`` so that the other fails at once.
+    deadlock. A call that fails writes ``halfN.failed`` so that the other fails at once. A
+    failure marker belongs to the call that wrote it: it counts at once only if it was written
+    after this call started (the two calls of one iteration run at the same time); an older one,
+    left by an earlier call of the same iteration (a call repeated by hand finds RELION's arrays
+    unchanged), counts only if no new call of the other half has removed it within 30 s.
 
     Waiting polls with sleeps growing from 10 ms to 100 ms, so the hand-over takes well under a
     second, up to ``timeout_s``; it also stops when the calling relion_refine has exited.
@@ -324,6 +363,9 @@ class Rendezvous:
         self.partner_data = partner_path(data_real, name.half)
         self.timeout_s = timeout_s
         self.watch_pid = watch_pid
+        self.started_unix = _call_started_unix()
+        #: a file of the job that mentions --sequential_halves_recons (named in the timeout message)
+        self.sequential_hint: str | None = None
 
     def _files(self, half: int) -> tuple[Path, Path, Path]:
         return (self.folder / f"half{half}.mrc", self.folder / f"half{half}.json",
@@ -332,7 +374,8 @@ class Rendezvous:
     def _record(self, extra: dict[str, Any]) -> dict[str, Any]:
         return {"half": self.half, "iteration": self.name.iteration, "data_real": self.own_data,
                 "data_real_stamp": _stamp(self.own_data), "mpi_job": _mpi_job_id(), "pid": os.getpid(),
-                "host": socket.gethostname(), "written_unix": time.time(), **extra}
+                "host": socket.gethostname(), "call_started_unix": self.started_unix, "written_unix": time.time(),
+                **extra}
 
     def begin(self) -> None:
         """Create the folder and clear this half's own record and failure marker of an earlier run."""
@@ -380,6 +423,14 @@ class Rendezvous:
             return None
         return rec
 
+    def _failure_counts(self, marker: dict[str, Any]) -> bool:
+        """Whether the other half's failure marker belongs to a call that ran with this one."""
+        written = float(marker.get("written_unix") or 0.0)
+        if written >= self.started_unix:
+            return True
+        # older than this call: an earlier call's, unless no new call of the other half shows up
+        return time.time() - self.started_unix > _OLD_FAILURE_GRACE_S
+
     def wait_for_partner(self) -> npt.NDArray[np.float32]:
         """Block until the other half's current map is there; return it.
 
@@ -395,8 +446,12 @@ class Rendezvous:
         sleep = 0.01
         while True:
             bad = self._current(failed)
-            if bad is not None:
-                raise RendezvousError(f"half {self.other} of iteration {self.name.iteration} failed: "
+            if bad is not None and self._failure_counts(bad):
+                when = ""
+                if float(bad.get("written_unix") or 0) < self.started_unix:
+                    stamp = time.strftime("%H:%M:%S", time.localtime(float(bad.get("written_unix") or 0)))
+                    when = f" (at {stamp}, before this call started, and no new call of half {self.other} came)"
+                raise RendezvousError(f"half {self.other} of iteration {self.name.iteration} failed{when}: "
                                       f"{bad.get('reason', 'no reason given')}")
             rec = self._current(rec_path)
             if rec is not None:
@@ -413,7 +468,8 @@ class Rendezvous:
                     f"for {self.partner_data!r}). Both half-set calls must run at the same time: use "
                     "relion_refine_mpi with split halves and at least 3 MPI processes, without "
                     f"{SEQUENTIAL_FLAG}, and pass RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE to every rank "
-                    "(mpirun -x); or raise --timeout")
+                    "(mpirun -x); or raise --timeout"
+                    + (f" ({self.sequential_hint} mentions {SEQUENTIAL_FLAG})" if self.sequential_hint else ""))
             if self.watch_pid is not None and not _alive(self.watch_pid):
                 raise RendezvousError(f"relion_refine (pid {self.watch_pid}) has exited while half {self.half} "
                                       f"was waiting for half {self.other}; giving up")
@@ -552,6 +608,12 @@ def _summary(req: ExtRecRequest, result: FilterResult | None, seconds: float, mo
     return rec
 
 
+def _call_started_unix() -> float:
+    """When this process started (Unix time), else now."""
+    age = _process_seconds()
+    return time.time() - (age or 0.0)
+
+
 def _process_seconds() -> float | None:
     """Wall time since this process started (Linux /proc), start-up and imports included."""
     try:
@@ -598,6 +660,29 @@ def append_log(job_dir: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def check_outputs(req: ExtRecRequest) -> None:
+    """Refuse a call whose result (or feedback STAR file) would replace one of its inputs.
+
+    ``rlnExtReconsResult`` is replaced and ``rlnExtReconsResultStarfile`` removed by every call;
+    a STAR file written by hand may point either at the STAR file itself, the arrays or the mask.
+
+    Raises
+    ------
+    InputFileError
+        The output and the input it would replace, both named.
+    """
+    from locband.io.outputs import same_file
+
+    s = req.star
+    inputs = {"hook STAR file": s.path, "data array (real part)": s.data_real,
+              "data array (imaginary part)": s.data_imag, "weight array": s.weight, "mask": req.mask_path}
+    for label, target in (("rlnExtReconsResult", s.result), ("rlnExtReconsResultStarfile", s.result_star)):
+        for what, path in inputs.items():
+            if path and target and same_file(target, path):
+                raise InputFileError(f"{label} {target!r} in {s.path!r} is the {what} {path!r}: locband never "
+                                     "writes over its inputs")
+
+
 def run(req: ExtRecRequest, *, print_line: Callable[[str], None] = print) -> dict[str, Any]:
     """Carry out one hook call: reconstruct, meet the other half, filter, write the result.
 
@@ -612,6 +697,12 @@ def run(req: ExtRecRequest, *, print_line: Callable[[str], None] = print) -> dic
         Bad input, a failed or missing other half, ``--sequential_halves_recons``.
     """
     t0 = time.perf_counter()
+    try:
+        check_outputs(req)
+    except InputFileError as exc:  # the other half must not wait for us in vain
+        if req.name.half is not None and Path(req.star.data_real).is_file():
+            Rendezvous(req.job_dir, req.name, req.star.data_real, timeout_s=1.0).fail(f"{type(exc).__name__}: {exc}")
+        raise
     Path(req.star.result).unlink(missing_ok=True)  # never leave an older map for RELION to read
     stale_out = Path(req.star.result_star)
     if stale_out.exists():  # RELION would read it as FSC/tau2 feedback: not ours, so not honest
@@ -644,6 +735,7 @@ def _run_half(req: ExtRecRequest) -> tuple[FilterResult, npt.NDArray[np.float32]
     ancestor = relion_ancestor()
     rv = Rendezvous(req.job_dir, req.name, req.star.data_real, timeout_s=req.timeout_s,
                     watch_pid=ancestor[0] if ancestor else None)
+    rv.sequential_hint = sequential_hint(req.name, req.job_dir)
     rv.begin()
     try:
         own = _reconstruct(req, regularised=False)

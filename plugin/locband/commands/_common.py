@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from typing import TextIO
 
+from locband._secrets import redact
 from locband.engine.params import FilterParams
 from locband.io.errors import InputFileError
 
@@ -16,17 +18,36 @@ __all__ = ["run_guarded", "TerminalProgress", "add_common_filter_args", "params_
 
 
 def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Call a subcommand; user errors become one line on stderr and exit code 1."""
+    """Call a subcommand; errors become one line on stderr (no secret in it) and an exit code.
+
+    Exit codes: 1 for bad input and for every error of the operating system (a full disk, a
+    missing permission: the message names the file and the reason), 128 + the signal number
+    after SIGINT (130), SIGTERM (143) or SIGHUP (129). Anything else is a bug: its traceback is
+    printed (with secrets blanked out) and the exit code is 1.
+    """
+    secrets: frozenset[str] = getattr(args, "_secrets", frozenset())
+    where = f"locband {args.command}"
+
+    def say(text: str) -> None:
+        print(redact(text, secrets), file=sys.stderr, flush=True)
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return run(args)
     except (InputFileError, ValueError, TypeError) as exc:
-        print(f"locband {args.command}: error: {exc}", file=sys.stderr)
+        say(f"{where}: error: {exc}")
         return 1
-    except KeyboardInterrupt:
-        print(f"locband {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        name = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        say(f"{where}: error: {exc.strerror or exc}{name}")
+        return 1
+    except KeyboardInterrupt as exc:
+        say(f"{where}: {exc if str(exc) else 'interrupted by SIGINT'}; stopped")
+        return int(getattr(exc, "exit_code", 130))
+    except Exception:
+        say(f"{where}: internal error, please report it with what follows:\n{traceback.format_exc().rstrip()}")
+        return 1
 
 
 class TerminalProgress:

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = ensure_output_dir(args.out_dir)
     pair = synthetic_pair((args.box,) * 3, kind="rigid_flexible", noise_std=args.noise, seed=args.seed)
-    inputs = OutputSet(out)
+    inputs = OutputSet(out, manifest=False)  # the demo's inputs, not a run's output set
     files = {}
     for name, vol in (("half1", pair.half1), ("half2", pair.half2), ("truth", pair.truth), ("mask", pair.mask)):
         files[name] = inputs.add(f"demo_{name}.mrc", functools.partial(_write, vol=vol))

@@ -7,6 +7,12 @@ Writes into --out-dir (default ./locband_out, never beside the inputs unless ask
   local_resolution.mrc    local resolution in Å
   band_snr.mrc            per-band local SNR (only with --band-snr; bands stacked along z)
   summary.json            global FSC, bands, settings, timings
+  report.png, report.pdf  the report (not with --no-report: a previous run's report is removed)
+  locband_manifest.json   written last: the run id, size and SHA-256 of every file of the set
+
+No output may be one of the inputs (checked before any work). The files replace those of an
+earlier run all together or not at all. Exit codes: 0 done, 1 bad input or a write error (one
+line), 2 usage error, 130 / 143 / 129 after SIGINT / SIGTERM / SIGHUP (previous outputs kept).
 
 For example:
   locband filter run_half1_class001_unfil.mrc run_half2_class001_unfil.mrc --mask mask.mrc --out-dir locband_out

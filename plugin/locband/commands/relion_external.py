@@ -3,8 +3,10 @@ r"""Run locband as a RELION External job (what RELION's fn_exe calls).
 RELION calls:  <fn_exe> --o External/jobNNN/ --in_3dref MAP [--in_mask MASK] [--<label> <value>...] --j N
 Writes into --o: filtered.mrc, filtered_half1.mrc, filtered_half2.mrc, local_resolution.mrc,
 summary.json, report.png, report.pdf, RELION_OUTPUT_NODES.star (3.1 type codes and 4.0/5.0
-labels) and always one of RELION_JOB_EXIT_SUCCESS / RELION_JOB_EXIT_FAILURE /
-RELION_JOB_EXIT_ABORTED (the GUI's Abort button is honoured between stages).
+labels), locband_manifest.json (last) and always one of RELION_JOB_EXIT_SUCCESS /
+RELION_JOB_EXIT_FAILURE / RELION_JOB_EXIT_ABORTED (the GUI's Abort button is honoured between
+stages; SIGTERM, SIGINT and SIGHUP, e.g. from scancel, end the job with RELION_JOB_EXIT_FAILURE
+and exit code 143, 130, 129).
 
 --in_3dref may be a half-map (the other half is found by name, half1 <-> half2) or a Refine3D
 job folder (its mask: --in_mask, else the refinement's solvent mask). Job parameters

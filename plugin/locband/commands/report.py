@@ -4,6 +4,8 @@ Reads summary.json, filtered.mrc and local_resolution.mrc from OUT_DIR, and the 
 half-maps and mask named in summary.json (or given here), and writes report.png and
 report.pdf into OUT_DIR. `locband filter` and the RELION External job write the report
 already; use this after moving the files, or with other half-maps for the input panels.
+OUT_DIR must hold one complete set of outputs (its locband_manifest.json matches every file):
+a folder left incomplete by a killed run is refused with the reason, exit 1.
 
 Examples:
   locband report locband_out

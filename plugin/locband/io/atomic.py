@@ -14,7 +14,36 @@ from pathlib import Path
 
 from locband.io.errors import InputFileError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "ensure_output_dir"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "ensure_output_dir"]
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Check, without creating anything, that ``path`` is or can become a writable folder.
+
+    For an existing ``path``: a folder that this process may write. Otherwise the nearest
+    existing parent must be such a folder. (Root may write anywhere ``os.access`` says so;
+    a read-only file system still fails later, when the folder is created or written.)
+
+    Raises
+    ------
+    InputFileError
+        ``path`` is a file, or a folder that cannot be written or created.
+    """
+    p = Path(path)
+    if p.exists() or p.is_symlink():
+        if not p.is_dir():
+            raise InputFileError(f"output folder {str(p)!r} exists but is not a folder")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise InputFileError(f"output folder {str(p)!r} is not writable")
+        return p
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputFileError(f"output folder {str(p)!r} cannot be created: {str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputFileError(f"output folder {str(p)!r} cannot be created: {str(parent)!r} is not writable")
+    return p
 
 
 def ensure_output_dir(path: str | os.PathLike[str]) -> Path:
