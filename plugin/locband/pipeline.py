@@ -20,7 +20,7 @@ from locband import __version__
 from locband.engine.local import LocalFilter
 from locband.engine.params import CROSSED, FilterParams, FilterResult
 from locband.engine.units import describe_fsc_resolution, fsc_resolution_angstrom
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 from locband.io.mrc import MapData, read_map, write_map
 from locband.io.outputs import OutputSet, Writer
 from locband.io.summary import write_json

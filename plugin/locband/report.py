@@ -297,7 +297,7 @@ def report_from_files(out_dir: str | os.PathLike[str], *, half1: str | None = No
         holds an incomplete set (a run was killed while replacing its files), or a report name
         is one of the inputs.
     """
-    from locband.io.errors import InputFileError
+    from locband.errors import InputFileError
     from locband.io.mrc import read_map
     from locband.io.outputs import OutputSet, require_complete_set
     from locband.io.summary import read_json

@@ -22,7 +22,7 @@ from locband.cli import build_parser  # noqa: E402
 from locband.commands._common import params_from_args  # noqa: E402
 from locband.engine.params import FilterParams  # noqa: E402
 from locband.engine.synthetic import synthetic_pair  # noqa: E402
-from locband.io.errors import InputFileError  # noqa: E402
+from locband.errors import InputFileError  # noqa: E402
 from locband.io.mrc import read_map, read_map_header, write_map  # noqa: E402
 from locband.pipeline import check_inputs_agree, filter_files, load_inputs  # noqa: E402
 

@@ -24,7 +24,7 @@ from locband.adapters.relion_external import (
 )
 from locband.engine.params import FilterParams
 from locband.engine.synthetic import synthetic_pair
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 from locband.io.mrc import write_map
 from locband.io.relion_nodes import OUTPUT_NODES_NAME, read_output_nodes, write_output_nodes
 

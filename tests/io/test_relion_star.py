@@ -8,7 +8,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 from locband.io.relion_star import (
     parse_hook_name,
     read_external_reconstruct_star,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from locband._signals import deferred
+from locband.errors import JobAborted, one_line
 from locband.io.atomic import atomic_write_text, ensure_output_dir
-from locband.io.errors import InputFileError
 
 __all__ = [
     "RELION_JOB_EXIT_SUCCESS",
@@ -48,10 +48,6 @@ EXIT_FILES = (RELION_JOB_EXIT_SUCCESS, RELION_JOB_EXIT_FAILURE, RELION_JOB_EXIT_
 LOG_NAME = "locband.log"
 
 ProgressCallback = Callable[[float, str], None]
-
-
-class JobAborted(Exception):
-    """The user asked RELION to abort the job (``RELION_JOB_ABORT_NOW`` appeared)."""
 
 
 class JobControl:
@@ -140,19 +136,19 @@ def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
         with contextlib.suppress(OSError):
             (out / RELION_JOB_ABORT_NOW).unlink()
         raise
-    except (InputFileError, ValueError, TypeError) as exc:  # bad input: the message says it all
-        print(f"locband: error: {exc}", file=err, flush=True)
-        _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
-        raise
     except KeyboardInterrupt as exc:  # Ctrl-C, or scancel's SIGTERM turned into Interrupted
         _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
         print(f"locband: {exc if str(exc) else 'interrupted'}; job stopped, {RELION_JOB_EXIT_FAILURE} written",
               file=err, flush=True)
         raise
     except BaseException as exc:
-        print(f"locband: job failed: {type(exc).__name__}: {exc}", file=err)
-        traceback.print_exc(file=err)
-        err.flush()
+        message = one_line(exc)
+        if message is not None:  # expected (bad input, a write error): the message says it all
+            print(f"locband: error: {message}", file=err, flush=True)
+        else:
+            print(f"locband: job failed: {type(exc).__name__}: {exc}", file=err)
+            traceback.print_exc(file=err)
+            err.flush()
         _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
         raise
     else:

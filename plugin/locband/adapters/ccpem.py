@@ -63,7 +63,7 @@ from pipeliner.pipeliner_job import ExternalProgram, PipelinerCommand, Pipeliner
 
 from locband import __version__
 from locband.engine.params import FilterParams
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 from locband.pipeline import OUTPUT_NAMES
 from locband.report import REPORT_NAMES
 

@@ -37,9 +37,17 @@ from locband import __version__
 from locband._secrets import redact, url_credentials, url_without_credentials
 from locband.engine.local import LocalFilter
 from locband.engine.params import FilterParams, FilterResult
-from locband.io.cs import (VolumeRecord, VolumeSlot, csg_text, find_volume_cs, read_volume_cs,
-                           record_from_dataset, require_cryosparc, write_volume_cs)
-from locband.io.errors import InputFileError
+from locband.errors import CryosparcJobError, InputFileError
+from locband.io.cs import (
+    VolumeRecord,
+    VolumeSlot,
+    csg_text,
+    find_volume_cs,
+    read_volume_cs,
+    record_from_dataset,
+    require_cryosparc,
+    write_volume_cs,
+)
 from locband.io.mrc import MapData, write_map
 from locband.io.outputs import OutputSet
 from locband.io.summary import read_json, write_json
@@ -65,10 +73,6 @@ CSG_NAME = "locband_volume.csg"
 _PIXEL_TOLERANCE = 1e-3  # relative: .cs psize_A is float32, headers are rounded by other programs
 _DONE = ("completed",)
 _STOPPED = ("failed", "killed")
-
-
-class CryosparcJobError(InputFileError):
-    """A cryoSPARC object is missing or unusable, or a queued job failed (exit 1, one line)."""
 
 
 @dataclass(frozen=True)

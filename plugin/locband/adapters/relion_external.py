@@ -57,8 +57,8 @@ from locband.adapters._relion_control import (
     relion_job,
 )
 from locband.engine.params import FilterParams
+from locband.errors import InputFileError
 from locband.io.atomic import ensure_output_dir
-from locband.io.errors import InputFileError
 from locband.io.relion_nodes import OUTPUT_NODES_NAME, OutputNode, format_output_nodes
 
 __all__ = [

@@ -51,7 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from locband.engine.params import FilterParams, FilterResult
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError, RendezvousError
 from locband.io.relion_star import (
     ExternalReconstructStar,
     HookName,
@@ -86,10 +86,6 @@ _STALE_SLACK_S = 60.0
 _OLD_FAILURE_GRACE_S = 30.0
 _MPI_JOB_VARS = ("PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid", "OMPI_MCA_orte_ess_jobid", "PMI_KVSNAME",
                  "SLURM_STEP_ID_UNIQUE")
-
-
-class RendezvousError(InputFileError):
-    """The other half never arrived, failed, or cannot arrive (exit 1 with the reason)."""
 
 
 @dataclass(frozen=True)

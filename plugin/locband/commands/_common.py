@@ -12,7 +12,7 @@ from typing import TextIO
 
 from locband._secrets import redact
 from locband.engine.params import FilterParams
-from locband.io.errors import InputFileError
+from locband.errors import exit_code, one_line
 
 __all__ = ["run_guarded", "TerminalProgress", "add_common_filter_args", "params_from_args"]
 
@@ -35,19 +35,17 @@ def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return run(args)
-    except (InputFileError, ValueError, TypeError) as exc:
-        say(f"{where}: error: {exc}")
-        return 1
-    except OSError as exc:
-        name = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        say(f"{where}: error: {exc.strerror or exc}{name}")
-        return 1
     except KeyboardInterrupt as exc:
         say(f"{where}: {exc if str(exc) else 'interrupted by SIGINT'}; stopped")
-        return int(getattr(exc, "exit_code", 130))
-    except Exception:
-        say(f"{where}: internal error, please report it with what follows:\n{traceback.format_exc().rstrip()}")
-        return 1
+        return exit_code(exc)
+    except Exception as exc:
+        message = one_line(exc)
+        if message is None:  # a bug: the traceback helps to report it
+            message = f"internal error, please report it with what follows:\n{traceback.format_exc().rstrip()}"
+        else:
+            message = f"error: {message}"
+        say(f"{where}: {message}")
+        return exit_code(exc)
 
 
 class TerminalProgress:

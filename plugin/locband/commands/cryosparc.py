@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 
 __all__ = ["add_args", "run", "parse_refine_params", "filter_request", "loop_request"]
 

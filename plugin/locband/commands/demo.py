@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
+from locband.errors import InputFileError
 from locband.io.atomic import ensure_output_dir
-from locband.io.errors import InputFileError
 from locband.io.mrc import write_map
 from locband.io.outputs import OutputSet
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 
 __all__ = ["add_args", "run"]
 

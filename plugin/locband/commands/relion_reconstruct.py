@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 from locband.commands._common import add_common_filter_args, params_from_args
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 
 __all__ = ["add_args", "request_from_args", "run"]
 

@@ -30,7 +30,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``locband report``."""
-    from locband.io.errors import InputFileError
+    from locband.errors import InputFileError
     from locband.report import report_from_files
 
     if (args.half1 is None) != (args.half2 is None):

@@ -7,11 +7,13 @@ whose sigma is a fixed number of the band's wavelengths gives
 * ``C = <b1 b2>``, the local cross-power (signal power: the noise of the halves is independent),
 * ``D = <(b1 - b2)^2> / 2``, the local noise power of one half.
 
-The noise power is smoothed over a window twice as wide (noise varies slowly, and a steadier
-denominator makes steadier weights). The signal estimate is corrected for the finite window by
-a non-negative garrote, ``S = max(C - (z sd)^2 / C, 0)`` with ``sd = D / sqrt(n_eff)`` the
-standard deviation of ``C`` on pure noise for this band and window: local correlations within
-a few ``sd`` of zero are removed, strong ones are kept almost unbiased. The local half-map FSC
+The noise power is smoothed over a window ``_NOISE_WINDOW`` times as wide (noise varies slowly,
+and a steadier denominator makes steadier weights). The signal estimate is corrected for the
+finite window in two steps (:meth:`LocalFilter._signal`): ``C`` is shrunk towards the band's
+global level, ``x = mu + k (C - mu)``, by as much as its spatial variation does not exceed the
+noise, then a non-negative garrote, ``S = max(x - (z k sd)^2 / x, 0)`` with ``sd = D /
+sqrt(n_eff)`` the standard deviation of ``C`` on pure noise for this band and window: local
+correlations within a few ``sd`` of zero are removed, strong ones are kept almost unbiased. The local half-map FSC
 is ``S / (S + D)``; it is the Wiener weight of one half, and ``S / (S + D / 2)`` that of the
 average.
 
@@ -38,14 +40,13 @@ from locband.engine._grid import crop_indices, frequency_squared, rfft_shape
 from locband.engine._interp import resample_linear
 from locband.engine.bands import band_layout, band_weight, gaussian_window
 from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
-from locband.engine.params import FilterParams, FilterResult
+from locband.engine.params import FilterParams, FilterResult, ProgressCallback
 from locband.engine.units import cycles_to_angstrom
 
 __all__ = ["LocalFilter", "local_filter"]
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[float, str], None]
 _Index = tuple[npt.NDArray[np.intp], ...]  # np.ix_ index of a Fourier crop
 
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)

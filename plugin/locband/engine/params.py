@@ -10,7 +10,14 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["FilterParams", "BandLayout", "FSCCurve", "FilterResult", "CROSSED", "BELOW_AT_FIRST_SHELL",
-           "ABOVE_TO_LAST_SHELL"]
+           "ABOVE_TO_LAST_SHELL", "GOLD_STANDARD_FSC", "FSC_THRESHOLDS", "ProgressCallback"]
+
+#: the gold-standard half-map FSC threshold (Rosenthal & Henderson 2003), as RELION and cryoSPARC use it
+GOLD_STANDARD_FSC = 0.143
+#: the FSC thresholds locband reports, by the key of the summary (``fsc_0143_angstrom``, ``fsc_05_angstrom``)
+FSC_THRESHOLDS = {"0143": GOLD_STANDARD_FSC, "05": 0.5}
+#: ``progress(fraction, message)``: how long work reports where it is (fraction in [0, 1])
+ProgressCallback = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,14 @@ class FilterParams:
     max_window_fraction : float
         Cap on the window sigma as a fraction of the smallest box edge (low-frequency bands).
     noise_threshold : float
-        Local signal estimates are reduced by this many standard deviations of their
-        pure-noise fluctuation (computed per band from the window and band shape) and clipped
-        at 0. This removes the upward bias of a finite window on pure noise.
+        ``z`` of the non-negative garrote ``S = max(x - (z k sd)^2 / x, 0)`` applied to the
+        local signal ``x`` after its shrinkage towards the band's global level (weight ``k``),
+        with ``sd`` the pure-noise standard deviation of a local cross-power (from the window
+        and band shape): local correlations within about ``z`` of those standard deviations
+        of zero are removed, strong ones are kept almost unbiased. 0 turns the garrote off.
     criterion : float
-        Local half-map FSC threshold that defines the local resolution (0.143 as for the
-        global gold-standard FSC).
+        Local half-map FSC threshold that defines the local resolution (``GOLD_STANDARD_FSC``,
+        as for the global FSC).
     stats_grid : int
         Edge of the coarse grid on which local resolution and per-band SNR are assembled
         (capped at the box); the local resolution map is interpolated back to the full box.
@@ -52,7 +61,7 @@ class FilterParams:
     min_band_spacing_shells: float = 2.0
     max_window_fraction: float = 0.1
     noise_threshold: float = 1.0
-    criterion: float = 0.143
+    criterion: float = GOLD_STANDARD_FSC
     stats_grid: int = 64
     keep_band_snr: bool = False
     apply_mask: bool = False

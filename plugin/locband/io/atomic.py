@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "ensure_output_dir"]
 

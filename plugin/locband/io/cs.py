@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 
 __all__ = ["VolumeSlot", "VolumeRecord", "require_cryosparc", "read_volume_cs", "find_volume_cs",
            "volume_dataset", "write_volume_cs", "csg_text"]

@@ -1,13 +1,7 @@
-"""The error type for bad input files and parameters (exit 1 with a one-line message)."""
+"""The old home of :class:`~locband.errors.InputFileError`; the errors live in :mod:`locband.errors`."""
 
 from __future__ import annotations
 
-__all__ = ["InputFileError"]
+from locband.errors import InputFileError, OutputFileError
 
-
-class InputFileError(ValueError):
-    """A file or user-supplied parameter is unusable.
-
-    The message names the file (or parameter), what was expected and what was found. The CLI
-    prints it on one line and exits 1.
-    """
+__all__ = ["InputFileError", "OutputFileError"]

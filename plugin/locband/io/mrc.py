@@ -12,8 +12,8 @@ import mrcfile
 import numpy as np
 import numpy.typing as npt
 
+from locband.errors import InputFileError
 from locband.io.atomic import atomic_path
-from locband.io.errors import InputFileError
 
 __all__ = ["MapData", "MapHeader", "read_map", "read_map_header", "write_map", "SUPPORTED_MODES"]
 

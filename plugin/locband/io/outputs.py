@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from locband._signals import deferred
+from locband.errors import OutputFileError
 from locband.io.atomic import check_output_dir, ensure_output_dir
-from locband.io.errors import InputFileError
 
 __all__ = ["MANIFEST_NAME", "OutputFileError", "OutputSet", "SetState", "Writer", "inspect_output_set",
            "require_complete_set", "same_file"]
@@ -49,13 +49,6 @@ MANIFEST_NAME = "locband_manifest.json"
 _MANIFEST_FORMAT = 1
 
 Writer = Callable[[Path], object]
-
-
-class OutputFileError(InputFileError):
-    """An output cannot be written: it would replace an input, its name is taken, the disk is full.
-
-    The message names the file and the reason; the command line prints it on one line, exit 1.
-    """
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

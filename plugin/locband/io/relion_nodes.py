@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from locband.errors import InputFileError
 from locband.io.atomic import atomic_write_text
-from locband.io.errors import InputFileError
 
 __all__ = ["OUTPUT_NODES_NAME", "OutputNode", "format_output_nodes", "write_output_nodes", "read_output_nodes"]
 

@@ -28,7 +28,8 @@ import mrcfile
 import numpy as np
 import numpy.typing as npt
 
-from locband.io.errors import InputFileError
+from locband.engine.reconstruct import padded_size
+from locband.errors import InputFileError
 
 __all__ = ["ExternalReconstructStar", "HookName", "read_external_reconstruct_star", "read_fourier_sums",
            "last_optimiser_star", "parse_hook_name", "read_model_general", "read_optimiser_general", "read_sampling_symmetry", "solvent_mask_name",
@@ -102,8 +103,8 @@ class ExternalReconstructStar:
 
     @property
     def padded_size(self) -> int:
-        """Edge of the padded Fourier grid, ``round(pad * ori_size)``."""
-        return int(math.floor(self.padding_factor * self.ori_size + 0.5))
+        """Edge of the padded Fourier grid (:func:`locband.engine.reconstruct.padded_size`)."""
+        return padded_size(self.ori_size, self.padding_factor)
 
 
 @dataclass(frozen=True)
