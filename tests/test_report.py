@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import locband.report
 from locband import cli
 from locband.engine.synthetic import synthetic_pair
-from locband.io.mrc import write_map
+from locband.io.mrc import read_map, write_map
 from locband.pipeline import filter_files
-from locband.report import render_report, write_report
+from locband.report import render_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -109,19 +112,30 @@ def test_report_without_input_maps_says_so(tmp_path: Path) -> None:
     assert texts.count("input not available") == 2
 
 
-def test_write_report_does_not_touch_pyplot(tmp_path: Path) -> None:
-    had_pyplot = "matplotlib.pyplot" in sys.modules
-    from locband.io.outputs import OutputSet
+PYPLOT_CHECK = """
+import sys
+from pathlib import Path
+import numpy as np
+from locband.io.mrc import write_map
+from locband.io.outputs import OutputSet
+from locband.pipeline import add_report
 
-    raw, local, mask = _volumes()
-    outs = OutputSet(tmp_path)  # the report joins a complete output set
-    outs.add("filtered.mrc", lambda p: write_map(p, raw, pixel_size_angstrom=2.0))
-    outs.add("local_resolution.mrc", lambda p: write_map(p, local, pixel_size_angstrom=2.0))
-    outs.commit()
-    paths = write_report(tmp_path, summary=_summary(True), raw=raw, result=None, mask=mask)
-    assert [p.name for p in paths] == ["report.png", "report.pdf"]
-    if not had_pyplot:
-        assert "matplotlib.pyplot" not in sys.modules
+out, summary = Path(sys.argv[1]), __import__("json").loads(sys.argv[2])
+vol = np.random.default_rng(0).standard_normal((16, 16, 16)).astype(np.float32)
+outs = OutputSet(out)  # the report joins a complete output set
+outs.add("filtered.mrc", lambda p: write_map(p, vol, pixel_size_angstrom=2.0))
+outs.commit()
+paths = add_report(out, summary=summary, raw=vol, filtered=vol, local_resolution=np.abs(vol) + 2, mask=None)
+print(",".join(p.name for p in paths), "pyplot" in " ".join(sys.modules))
+"""
+
+
+def test_the_report_never_imports_pyplot(tmp_path: Path) -> None:
+    # a fresh interpreter: nothing else has imported pyplot there, so the check always applies
+    out = subprocess.run([sys.executable, "-c", PYPLOT_CHECK, str(tmp_path), json.dumps(_summary(True))],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["report.png,report.pdf", "False"]
+    assert (tmp_path / "report.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_report_command_regenerates(run_dir: Path) -> None:
@@ -133,10 +147,33 @@ def test_report_command_regenerates(run_dir: Path) -> None:
     assert _pdf_pages(out / "report.pdf") == 2
 
 
-def test_report_command_with_other_inputs(run_dir: Path) -> None:
+def test_report_command_with_other_inputs(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = run_dir / "out"
-    assert cli.main(["report", str(out), "--half1", str(run_dir / "h_half1.mrc"), "--half2",
-                     str(run_dir / "h_half2.mrc"), "--mask", str(run_dir / "mask.mrc")]) == 0
+    other = {"h_other1.mrc": 3.0, "h_other2.mrc": 5.0}  # constant maps: their mean is 4 everywhere
+    for name, value in other.items():
+        write_map(run_dir / name, np.full((32, 32, 32), value, np.float32), pixel_size_angstrom=1.5)
+    box = np.zeros((32, 32, 32), np.float32)
+    box[8:24, 8:24, 8:24] = 1.0
+    write_map(run_dir / "box_mask.mrc", box, pixel_size_angstrom=1.5)
+    drawn: dict[str, object] = {}
+    render = locband.report.render_report
+
+    def spy(**kwargs: object) -> object:
+        drawn.update(kwargs)
+        return render(**kwargs)
+
+    monkeypatch.setattr(locband.report, "render_report", spy)
+    manifest = json.loads((out / "locband_manifest.json").read_text())
+    assert cli.main(["report", str(out), "--half1", str(run_dir / "h_other1.mrc"), "--half2",
+                     str(run_dir / "h_other2.mrc"), "--mask", str(run_dir / "box_mask.mrc")]) == 0
+    np.testing.assert_array_equal(drawn["raw"], np.full((32, 32, 32), 4.0, np.float32))  # the given halves
+    np.testing.assert_array_equal(drawn["mask"], box)  # the given mask, not the run's
+    np.testing.assert_array_equal(drawn["filtered"], read_map(out / "filtered.mrc").data)
+    # the redrawn report joined the run's set: same run id, the new files in its manifest
+    again = json.loads((out / "locband_manifest.json").read_text())
+    assert again["run_id"] == manifest["run_id"]
+    assert again["files"]["report.png"]["size"] == (out / "report.png").stat().st_size
+    assert again["files"]["filtered.mrc"] == manifest["files"]["filtered.mrc"]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from locband.adapters import relion_external
 from locband.engine.synthetic import synthetic_pair
 from locband.io.mrc import write_map
 from locband.io.summary import read_json
-from locband.report import report_from_files
+from locband.commands.report import redraw
 
 
 def bench(n: int, root: Path) -> dict[str, float]:
@@ -38,7 +38,7 @@ def bench(n: int, root: Path) -> dict[str, float]:
     job = time.perf_counter() - t0
     assert rc == 0
     t0 = time.perf_counter()
-    report_from_files(out)  # reads the maps back and draws PNG + PDF: what the job adds by default
+    redraw(out)  # reads the maps back and draws PNG + PDF: what the job adds by default
     report = time.perf_counter() - t0
     filt = read_json(out / "summary.json")["timings_seconds"]["total"]
     return {"filter": filt, "job": job, "report": report}

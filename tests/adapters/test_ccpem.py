@@ -24,7 +24,8 @@ from locband.engine.params import FilterParams  # noqa: E402
 from locband.engine.synthetic import synthetic_pair  # noqa: E402
 from locband.errors import InputFileError  # noqa: E402
 from locband.io.mrc import read_map, read_map_header, write_map  # noqa: E402
-from locband.pipeline import check_inputs_agree, filter_files, load_inputs  # noqa: E402
+from locband.inputs import check_inputs_agree, load_inputs  # noqa: E402
+from locband.pipeline import filter_files  # noqa: E402
 
 #: flags of `locband filter` that the job sets itself rather than offering them
 SET_BY_JOB = {"--out-dir", "--quiet", "--help", "-h"}

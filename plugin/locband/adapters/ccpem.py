@@ -64,8 +64,7 @@ from pipeliner.pipeliner_job import ExternalProgram, PipelinerCommand, Pipeliner
 from locband import __version__
 from locband.engine.params import FilterParams
 from locband.errors import InputFileError
-from locband.pipeline import OUTPUT_NAMES
-from locband.report import REPORT_NAMES
+from locband.output_names import FILTER as OUTPUT_NAMES
 
 __all__ = ["Option", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "LocbandJob", "LocbandFilterJob",
            "build_arguments", "locband_executable", "params_from_values"]
@@ -182,7 +181,7 @@ FILTER_OUTPUTS: dict[str, Output] = {
     "local_resolution": Output(OUTPUT_NAMES["local_resolution"], NODE_IMAGE3D, ("locband", "localresmap")),
     "band_snr": Output(OUTPUT_NAMES["band_snr"], NODE_IMAGE3D, ("locband", "bandsnr"), only_if="band_snr"),
     "summary": Output(OUTPUT_NAMES["summary"], NODE_PROCESSDATA, ("locband", "summary")),
-    "report_pdf": Output(REPORT_NAMES["pdf"], NODE_LOGFILE, ("locband", "report"), only_if="report"),
+    "report_pdf": Output(OUTPUT_NAMES["report_pdf"], NODE_LOGFILE, ("locband", "report"), only_if="report"),
 }
 
 _REFERENCES = [
@@ -355,8 +354,8 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
         return errors
 
     def _check_maps(self, values: Mapping[str, Any]) -> None:
+        from locband.inputs import check_inputs_agree
         from locband.io.mrc import read_map_header
-        from locband.pipeline import check_inputs_agree
 
         halves = [values[n] for n, o in self.OPTIONS.items() if o.kind == "halfmap"]
         masks = [values[n] for n, o in self.OPTIONS.items() if o.kind == "mask" and values[n]]
@@ -418,7 +417,7 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
                                                     output_dir=self.output_dir),
                    make_map_model_thumb_and_display(outputdir=self.output_dir, maps=[main],
                                                     title=f"locband {self.OUTPUTS[self.MAIN_MAP].name}")]
-        png = os.path.join(self.output_dir, REPORT_NAMES["png"])
+        png = os.path.join(self.output_dir, OUTPUT_NAMES["report_png"])
         if Path(png).is_file():
             objects.append(create_results_display_object(
                 "image", title="locband report", image_path=png, start_collapsed=True,
@@ -428,7 +427,7 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
 
 
 def _summary_table(summary: dict[str, Any], path: str) -> Any:
-    from locband.pipeline import fsc_text
+    from locband.summary import fsc_text
 
     res = summary.get("local_resolution_angstrom") or {}
 
@@ -452,7 +451,7 @@ def _summary_table(summary: dict[str, Any], path: str) -> Any:
 def _fsc_graph(summary: dict[str, Any], path: str) -> Any:
     """The global FSC of the input halves against spatial frequency in 1/Å, with 0.143 and 0.5."""
     from locband.engine.units import cycles_to_angstrom
-    from locband.pipeline import fsc_text
+    from locband.summary import fsc_text
 
     px = float(summary["pixel_size_angstrom"])
     xs: list[list[float]] = []

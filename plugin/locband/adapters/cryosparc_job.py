@@ -38,6 +38,7 @@ from locband._secrets import redact, url_credentials, url_without_credentials
 from locband.engine.local import LocalFilter
 from locband.engine.params import FilterParams, FilterResult
 from locband.errors import CryosparcJobError, InputFileError
+from locband.inputs import load_inputs, naming_engine_errors
 from locband.io.cs import (
     VolumeRecord,
     VolumeSlot,
@@ -51,7 +52,8 @@ from locband.io.cs import (
 from locband.io.mrc import MapData, write_map
 from locband.io.outputs import OutputSet
 from locband.io.summary import read_json, write_json
-from locband.pipeline import OUTPUT_NAMES, fsc_text, load_inputs, naming_engine_errors, summarise
+from locband.output_names import FILTER as OUTPUT_NAMES
+from locband.summary import fsc_text, summarise
 
 __all__ = ["HALF_SLOTS", "OUTPUT_SLOTS", "CryosparcJobError", "FilterRequest", "LoopRequest", "check_volume_record",
            "choose_mask_slot", "output_slot_specs", "build_output_fields", "connect", "disconnect", "filter_offline",

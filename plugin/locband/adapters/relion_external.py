@@ -59,7 +59,7 @@ from locband.adapters._relion_control import (
 from locband.engine.params import FilterParams
 from locband.errors import InputFileError
 from locband.io.atomic import ensure_output_dir
-from locband.io.relion_nodes import OUTPUT_NODES_NAME, OutputNode, format_output_nodes
+from locband.io.relion_nodes import OutputNode, format_output_nodes
 
 __all__ = [
     "Request",
@@ -378,19 +378,20 @@ _BESIDE_THE_SET = (LOG_NAME, *EXIT_FILES, RELION_JOB_ABORT_NOW)
 
 def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     from locband.commands._common import TerminalProgress
-    from locband.pipeline import OUTPUT_NAMES, filter_files, fsc_text, plan_outputs
-    from locband.report import REPORT_NAMES
+    from locband.output_names import RELION_EXTERNAL
+    from locband.pipeline import filter_files, plan_outputs
+    from locband.summary import fsc_text
 
     halves = resolve_half_maps(req)
     # before any work and before the first log line: no file of the job may be one of its inputs
-    plan_outputs(Path(req.out_dir), half1=halves.half1, half2=halves.half2, mask=halves.mask,
-                 extra_names=[OUTPUT_NODES_NAME], also_writes=_BESIDE_THE_SET)
+    inputs = {"half-map 1": halves.half1, "half-map 2": halves.half2, "mask": halves.mask}
+    plan_outputs(Path(req.out_dir), inputs=inputs, names=RELION_EXTERNAL, also_writes=_BESIDE_THE_SET)
     for item in _group_options(req.ignored):
         job.log(f"ignoring {item!r} (not a locband option)")
     job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; {req.threads} thread(s)")
-    written = {kind: OUTPUT_NAMES[kind] for kind in ("full", "half1", "local_resolution")}
+    written = {kind: RELION_EXTERNAL[kind] for kind in ("full", "half1", "local_resolution")}
     if req.report:
-        written["report_pdf"] = REPORT_NAMES["pdf"]
+        written["report_pdf"] = RELION_EXTERNAL["report_pdf"]
     nodes = build_output_nodes(req.out_dir, written)
     node_text = format_output_nodes(nodes)  # a bad node name fails here, before any work
     progress = job.progress(TerminalProgress(stdout, enabled=True) if stdout is not None else None)
@@ -398,7 +399,8 @@ def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     summary = filter_files(halves.half1, halves.half2, mask_path=halves.mask, out_dir=Path(req.out_dir),
                            pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=req.threads,
                            backend=req.fft_backend, report=req.report, progress=progress,
-                           extra_outputs={OUTPUT_NODES_NAME: lambda p: p.write_text(node_text, encoding="utf-8")},
+                           names=RELION_EXTERNAL,
+                           extra_outputs={"nodes": lambda p: p.write_text(node_text, encoding="utf-8")},
                            also_writes=_BESIDE_THE_SET)
     job.check_abort("writing the outputs")
     res = summary["local_resolution_angstrom"]

@@ -128,7 +128,7 @@ def loop_request(args: argparse.Namespace) -> Any:
 
 def _run_filter(args: argparse.Namespace) -> int:
     from locband.adapters.cryosparc_job import connect, disconnect, run_filter_job
-    from locband.pipeline import fsc_text
+    from locband.summary import fsc_text
 
     req = filter_request(args)
     cs = connect(args.url)

@@ -46,7 +46,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``locband filter``."""
-    from locband.pipeline import filter_files, fsc_text
+    from locband.pipeline import filter_files
+    from locband.summary import fsc_text
 
     t0 = time.perf_counter()
     if args.pixel_size is not None and not args.pixel_size > 0:

@@ -7,7 +7,7 @@ already; use this after moving the files, or with other half-maps for the input 
 OUT_DIR must hold one complete set of outputs (its locband_manifest.json matches every file):
 a folder left incomplete by a killed run is refused with the reason, exit 1.
 
-Examples:
+For example:
   locband report locband_out
   locband report External/job012 --half1 Refine3D/job010/run_half1_class001_unfil.mrc \
       --half2 Refine3D/job010/run_half2_class001_unfil.mrc --mask MaskCreate/job011/mask.mrc
@@ -16,8 +16,20 @@ Examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-__all__ = ["add_args", "run"]
+import numpy as np
+import numpy.typing as npt
+
+from locband.errors import InputFileError, OptionError
+from locband.io.mrc import read_map
+from locband.io.outputs import OutputSet, require_complete_set
+from locband.io.paths import is_dir, is_file
+from locband.io.summary import read_run_summary
+from locband.output_names import FILTER, REPORT
+from locband.pipeline import add_report, mean_of_halves
+
+__all__ = ["add_args", "run", "redraw"]
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +42,44 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``locband report``."""
-    from locband.errors import InputFileError
-    from locband.report import report_from_files
-
     if (args.half1 is None) != (args.half2 is None):
-        raise InputFileError("give both --half1 and --half2, or neither (then summary.json names them)")
-    paths = report_from_files(args.out_dir, half1=args.half1, half2=args.half2, mask=args.mask)
+        raise OptionError("give both --half1 and --half2, or neither (then summary.json names them)")
+    paths = redraw(Path(args.out_dir), half1=args.half1, half2=args.half2, mask=args.mask)
     print(f"locband report: wrote {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def _optional_map(path: str | None, what: str) -> npt.NDArray[np.float32] | None:
+    return read_map(path, what=what).data if path and is_file(path) else None
+
+
+def redraw(out: Path, *, half1: str | None = None, half2: str | None = None, mask: str | None = None) -> list[Path]:
+    """Regenerate the report of a finished run from the files in ``out``; returns the files written.
+
+    The input half-maps and mask are those named in ``summary.json`` unless given here; if the
+    half-maps cannot be found the input panels say so and the rest is drawn.
+
+    Raises
+    ------
+    InputFileError
+        ``out`` holds no readable ``summary.json``, ``filtered.mrc`` or ``local_resolution.mrc``,
+        holds an incomplete set (a run was killed while replacing its files), or a report name
+        is one of the inputs.
+    """
+    if not is_dir(out):
+        raise InputFileError(f"output folder {str(out)!r} does not exist or is not a folder")
+    summary = read_run_summary(out / FILTER["summary"], required=("pixel_size_angstrom", "fsc"))
+    inputs = summary.get("inputs") or {}
+    h1, h2 = half1 or inputs.get("half1"), half2 or inputs.get("half2")
+    mpath = mask or inputs.get("mask")
+    named = {"half-map 1": h1, "half-map 2": h2, "mask": mpath}
+    # before reading anything: the redrawn report must not replace an input, and the folder
+    # must hold one complete set (a run killed while replacing its files is refused here)
+    report_names = [FILTER[k] for k in REPORT]
+    OutputSet(out, inputs=named, owned=report_names, extend=True).check()
+    require_complete_set(out, ignore=report_names)
+    raw = mean_of_halves(Path(h1), Path(h2)) if h1 and h2 and is_file(h1) and is_file(h2) else None
+    filtered = read_map(out / FILTER["full"], what="filtered map").data
+    local_res = read_map(out / FILTER["local_resolution"], what="local-resolution map").data
+    return add_report(out, summary=summary, raw=raw, filtered=filtered, local_resolution=local_res,
+                      mask=_optional_map(mpath, "mask"), inputs=named)

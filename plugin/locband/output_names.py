@@ -1,0 +1,80 @@
+"""The names of the files a run writes: every output set, in one place.
+
+An output set (:class:`locband.io.outputs.OutputSet`) is written all-or-nothing with a manifest;
+its *kinds* are the keys of ``summary["outputs"]`` and of the host tables (RELION node types,
+CCP-EM nodes, cryoSPARC slots). A new command or host adds its set here, one entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from locband.io.relion_nodes import OUTPUT_NODES_NAME
+
+__all__ = ["OutputNames", "REPORT", "FILTER", "RELION_EXTERNAL", "CRYOSPARC_OFFLINE", "MAP_KINDS", "RELION_JOB_LOG",
+           "HOOK_LOG", "HOOK_RENDEZVOUS_DIR", "cryosparc_upload_name"]
+
+
+@dataclass(frozen=True)
+class OutputNames(Mapping[str, str]):
+    """The files of one kind of output set: output kind -> file name inside the output folder.
+
+    Every name is owned by the set: a run that does not write one of them (an optional output)
+    removes an earlier run's file of that name when it commits.
+    """
+
+    files: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, kind: str) -> str:
+        return self.files[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def with_files(self, **more: str) -> OutputNames:
+        """This set plus ``kind=name`` entries."""
+        return OutputNames({**self.files, **more})
+
+
+#: the report of a run (drawn by :mod:`locband.report`): a page of plots and, in the PDF, the settings
+REPORT = OutputNames({"report_png": "report.png", "report_pdf": "report.pdf"})
+
+#: ``locband filter``, ``locband demo``, the CCP-EM job: the maps, the summary and the report
+FILTER = OutputNames({
+    "full": "filtered.mrc",
+    "half1": "filtered_half1.mrc",
+    "half2": "filtered_half2.mrc",
+    "local_resolution": "local_resolution.mrc",
+    "band_snr": "band_snr.mrc",  # only with FilterParams.keep_band_snr
+    "summary": "summary.json",
+    **REPORT.files,
+})
+
+#: the RELION External job: the filter's set plus the node file RELION reads
+RELION_EXTERNAL = FILTER.with_files(nodes=OUTPUT_NODES_NAME)
+
+#: ``locband cryosparc offline``: the filter's set plus a volume dataset and its group file
+CRYOSPARC_OFFLINE = FILTER.with_files(volume_cs="locband_volume.cs", group_csg="locband_volume.csg")
+
+#: output kind of a map -> attribute of :class:`~locband.engine.params.FilterResult`
+MAP_KINDS = {"full": "full", "half1": "half1", "half2": "half2", "local_resolution": "local_resolution_angstrom"}
+
+#: the RELION External job's own log in its folder, beside RELION's run.out (not part of the set)
+RELION_JOB_LOG = "locband.log"
+#: the RELION hook's log in the refinement's folder: one JSON object per call
+HOOK_LOG = "locband_extrec.jsonl"
+#: the folder (in the refinement's folder) where the two half-set calls of the hook meet
+HOOK_RENDEZVOUS_DIR = "locband_extrec"
+
+
+def cryosparc_upload_name(job_uid: str, kind: str) -> str:
+    """Name of a file uploaded into a cryoSPARC External job's folder (``J43_locband_map.mrc``).
+
+    ``kind`` is an output slot (``map``, ``map_half_A``, ...) or ``summary``.
+    """
+    suffix = ".json" if kind == "summary" else ".mrc"
+    return f"{job_uid}_locband_{kind}{suffix}"
