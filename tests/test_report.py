@@ -14,7 +14,7 @@ import locband.report
 from locband import cli
 from locband.engine.synthetic import synthetic_pair
 from locband.io.mrc import read_map, write_map
-from locband.pipeline import filter_files
+from locband.pipeline import FilterJob, filter_files
 from locband.report import render_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +27,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pair = synthetic_pair((32, 32, 32), noise_std=1.0, seed=5)
     for name, vol in (("h_half1.mrc", pair.half1), ("h_half2.mrc", pair.half2), ("mask.mrc", pair.mask)):
         write_map(d / name, vol, pixel_size_angstrom=1.5)
-    filter_files(d / "h_half1.mrc", d / "h_half2.mrc", mask_path=d / "mask.mrc", out_dir=d / "out", report=True)
+    filter_files(FilterJob(d / "h_half1.mrc", d / "h_half2.mrc", out_dir=d / "out", mask=d / "mask.mrc"))
     return d
 
 

@@ -35,7 +35,8 @@ from locband.engine.metrics import fsc_resolution_to_truth, real_space_correlati
 from locband.engine.synthetic import synthetic_pair  # noqa: E402
 from locband.engine.wiener import global_wiener_filter  # noqa: E402
 from locband.io import write_map  # noqa: E402
-from locband.pipeline import filter_files  # noqa: E402
+from locband.options import EngineSettings  # noqa: E402
+from locband.pipeline import FilterJob, filter_files  # noqa: E402
 
 PIXEL = 1.0  # Å/voxel of the synthetic maps
 
@@ -93,8 +94,9 @@ def bench_quality(box: int, workdir: Path) -> list[tuple[str, str, list[float], 
         pair = synthetic_pair((box,) * 3, seed=2, **kw)
         for name, vol in (("h1", pair.half1), ("h2", pair.half2), ("mask", pair.mask)):
             write_map(workdir / f"q_{name}.mrc", vol, pixel_size_angstrom=PIXEL)
-        summary = filter_files(workdir / "q_h1.mrc", workdir / "q_h2.mrc", mask_path=workdir / "q_mask.mrc",
-                               out_dir=workdir / "q_out", workers=2, report=False)
+        job = FilterJob(workdir / "q_h1.mrc", workdir / "q_h2.mrc", out_dir=workdir / "q_out",
+                        mask=workdir / "q_mask.mrc", engine=EngineSettings(threads=2), report=False)
+        summary = filter_files(job)
         from locband.io import read_map
 
         loc = read_map(summary["outputs"]["full"]).data

@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 from locband.adapters import relion_external
+from locband.commands.relion_external import parse_argv
+from locband.commands.report import redraw
 from locband.engine.synthetic import synthetic_pair
 from locband.io.mrc import write_map
 from locband.io.summary import read_json
-from locband.commands.report import redraw
 
 
 def bench(n: int, root: Path) -> dict[str, float]:
@@ -33,8 +34,8 @@ def bench(n: int, root: Path) -> dict[str, float]:
     write_map(ref / "mask.mrc", pair.mask, pixel_size_angstrom=1.0)
     out = root / f"External_{n}"
     t0 = time.perf_counter()
-    rc = relion_external.run(["--o", f"{out}/", "--in_3dref", str(ref), "--in_mask", str(ref / "mask.mrc"),
-                              "--j", "2", "--report", "no"], stdout=io.StringIO(), stderr=sys.stderr)
+    argv = ["--o", f"{out}/", "--in_3dref", str(ref), "--in_mask", str(ref / "mask.mrc"), "--j", "2", "--report", "no"]
+    rc = relion_external.run_job(f"{out}/", lambda: parse_argv(argv), stdout=io.StringIO(), stderr=sys.stderr)
     job = time.perf_counter() - t0
     assert rc == 0
     t0 = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +17,54 @@ import numpy as np
 import numpy.typing as npt
 
 from locband.engine.local import LocalFilter
-from locband.engine.params import FilterParams, FilterResult, ProgressCallback
+from locband.engine.params import FilterResult, ProgressCallback
 from locband.inputs import load_inputs, naming_engine_errors
 from locband.io.mrc import read_map, write_map
 from locband.io.outputs import OutputSet, Writer
 from locband.io.summary import write_json
+from locband.options import EngineSettings
 from locband.output_names import FILTER, MAP_KINDS, REPORT, OutputNames
 from locband.report import report_files
 from locband.summary import summarise
 
-__all__ = ["plan_outputs", "write_outputs", "filter_files", "add_report", "mean_of_halves"]
+__all__ = ["FilterJob", "plan_outputs", "write_outputs", "filter_files", "add_report", "mean_of_halves"]
 
 #: ``report(summary) -> {kind: writer}``: the report files, drawn once the summary is complete
 ReportDrawer = Callable[[dict[str, Any]], Mapping[str, Writer]]
+
+
+@dataclass(frozen=True)
+class FilterJob:
+    """A filter run on files: what to read, how to filter, where to write.
+
+    Attributes
+    ----------
+    half1, half2 : Path
+        The half-maps (MRC).
+    out_dir : Path
+        The output folder (created only when the outputs are written).
+    mask : Path or None
+        Soft mask (MRC).
+    pixel_size_angstrom : float or None
+        Voxel size; None: from the half-map headers.
+    engine : EngineSettings
+        The engine's settings.
+    report : bool
+        Also draw ``report.png`` and ``report.pdf``.
+    """
+
+    half1: Path
+    half2: Path
+    out_dir: Path
+    mask: Path | None = None
+    pixel_size_angstrom: float | None = None
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    report: bool = True
+
+    @property
+    def inputs(self) -> dict[str, Path | None]:
+        """What the run reads, as the output checks name it."""
+        return {"half-map 1": self.half1, "half-map 2": self.half2, "mask": self.mask}
 
 
 def plan_outputs(out_dir: Path, *, inputs: Mapping[str, Path | None], names: OutputNames = FILTER,
@@ -104,13 +140,9 @@ def mean_of_halves(half1: Path, half2: Path) -> npt.NDArray[np.float32]:
     return raw
 
 
-def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: Path,
-                 pixel_size_angstrom: float | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None, report: bool = True,
-                 progress: ProgressCallback | None = None, names: OutputNames = FILTER,
-                 extra_outputs: Mapping[str, Writer] | None = None,
-                 also_writes: Iterable[str] = ()) -> dict[str, Any]:
-    """Filter two half-map files into ``out_dir``; returns the summary written there.
+def filter_files(job: FilterJob, *, progress: ProgressCallback | None = None, names: OutputNames = FILTER,
+                 extra_outputs: Mapping[str, Writer] | None = None, also_writes: Iterable[str] = ()) -> dict[str, Any]:
+    """Filter two half-map files into ``job.out_dir``; returns the summary written there.
 
     Before any work the outputs are checked against the inputs and the folder
     (:func:`plan_outputs`); the folder is created only when the outputs are written, so bad
@@ -127,28 +159,27 @@ def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: P
         (the message names the file).
     """
     t0 = time.perf_counter()
-    outs = plan_outputs(out_dir, inputs={"half-map 1": half1, "half-map 2": half2, "mask": mask_path}, names=names,
-                        also_writes=also_writes)
-    m1, m2, mk, px = load_inputs(half1, half2, mask_path, pixel_size_angstrom=pixel_size_angstrom)
+    outs = plan_outputs(job.out_dir, inputs=job.inputs, names=names, also_writes=also_writes)
+    m1, m2, mk, px = load_inputs(job.half1, job.half2, job.mask, pixel_size_angstrom=job.pixel_size_angstrom)
     t_read = time.perf_counter() - t0
     origin = m1.origin
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
-                     params=params, workers=workers, backend=backend)
+                     params=job.engine.params, workers=job.engine.threads, backend=job.engine.fft_backend)
     # hand the arrays over: the engine drops them once it has their spectra (memory at 256^3)
     halves = [m1.data, m2.data]
     del m1, m2, mk
-    with naming_engine_errors(half1, half2):
+    with naming_engine_errors(job.half1, job.half2):
         result = lf.filter_owned(halves, progress=progress)
     t1 = time.perf_counter()
-    summary = summarise(result, inputs={"half1": str(half1), "half2": str(half2),
-                                        "mask": None if mask_path is None else str(mask_path)},
+    summary = summarise(result, inputs={"half1": str(job.half1), "half2": str(job.half2),
+                                        "mask": None if job.mask is None else str(job.mask)},
                         timings={"read": t_read}, mask=lf.mask)
 
     def draw(summary: dict[str, Any]) -> Mapping[str, Writer]:
-        return report_files(summary=summary, raw=mean_of_halves(half1, half2), filtered=result.full,
+        return report_files(summary=summary, raw=mean_of_halves(job.half1, job.half2), filtered=result.full,
                             local_resolution=result.local_resolution_angstrom, mask=lf.mask)
 
-    write_outputs(result, outs, summary=summary, names=names, origin=origin, report=draw if report else None,
+    write_outputs(result, outs, summary=summary, names=names, origin=origin, report=draw if job.report else None,
                   extra=extra_outputs)
     summary["timings_seconds"]["write"] = round(time.perf_counter() - t1, 4)
     return summary

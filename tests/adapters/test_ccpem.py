@@ -19,13 +19,13 @@ from pipeliner.display_tools import create_results_display_object  # noqa: E402
 
 from locband.adapters import ccpem  # noqa: E402
 from locband.cli import build_parser  # noqa: E402
-from locband.commands._common import params_from_args  # noqa: E402
+from locband.commands._common import engine_from_args  # noqa: E402
 from locband.engine.params import FilterParams  # noqa: E402
 from locband.engine.synthetic import synthetic_pair  # noqa: E402
 from locband.errors import InputFileError  # noqa: E402
 from locband.io.mrc import read_map, read_map_header, write_map  # noqa: E402
 from locband.inputs import check_inputs_agree, load_inputs  # noqa: E402
-from locband.pipeline import filter_files  # noqa: E402
+from locband.pipeline import FilterJob, filter_files  # noqa: E402
 
 #: flags of `locband filter` that the job sets itself rather than offering them
 SET_BY_JOB = {"--out-dir", "--quiet", "--help", "-h"}
@@ -116,24 +116,18 @@ def test_default_job_is_locband_filter_with_default_settings() -> None:
     assert (ns.half1, ns.half2) == ("Refine3D/job010/run_half1_class001_unfil.mrc",
                                     "Refine3D/job010/run_half2_class001_unfil.mrc")
     assert ns.out_dir == JOB_DIR and ns.quiet
-    assert params_from_args(ns) == FilterParams()
-    assert (ns.mask, ns.pixel_size, ns.fft_backend, ns.no_report, ns.threads) == (None, None, None, False, 1)
+    assert engine_from_args(ns).params == FilterParams()
+    assert (ns.mask, ns.pixel_size, ns.fft_backend, ns.report, ns.threads) == (None, None, None, True, 1)
 
 
 @pytest.mark.parametrize(
     ("name", "value", "dest", "expected"),
     [
+        # the job's own options; every engine setting is in tests/test_options.py, for every host
         ("mask", "MaskCreate/job011/mask.mrc", "mask", "MaskCreate/job011/mask.mrc"),
         ("pixel_size", 1.06, "pixel_size", 1.06),
-        ("band_ratio", 1.5, "band_ratio", 1.5),
-        ("window_wavelengths", 3.0, "window_wavelengths", 3.0),
-        ("noise_threshold", 0.5, "noise_threshold", 0.5),
-        ("criterion", 0.5, "criterion", 0.5),
-        ("apply_mask", True, "apply_mask", True),
-        ("band_snr", True, "band_snr", True),
-        ("fft_backend", "scipy", "fft_backend", "scipy"),
-        ("fft_backend", "pyfftw", "fft_backend", "pyfftw"),
-        ("report", False, "no_report", True),
+        ("fft_backend", "scipy", "fft_backend", "scipy"),  # "auto" leaves the flag out, the others pass it
+        ("report", False, "report", False),
         ("nr_threads", 3, "threads", 3),
     ],
 )
@@ -142,7 +136,7 @@ def test_each_job_option_reaches_locband_filter(name: str, value: object, dest: 
     assert getattr(ns, dest) == expected
     opt = ccpem.FILTER_OPTIONS[name]
     if opt.params_field:
-        params = params_from_args(ns)
+        params = engine_from_args(ns).params
         wanted = getattr(FilterParams(), opt.params_field)
         assert getattr(params, opt.params_field) == expected != wanted  # the one setting changed, nothing else
         assert params == FilterParams(**{opt.params_field: expected})
@@ -277,7 +271,7 @@ def test_header_reader_agrees_with_the_map_reader(maps: Path, axes: tuple[int, i
 
 @pytest.fixture
 def finished(maps: Path) -> ccpem.LocbandFilterJob:
-    filter_files(Path("h1.mrc"), Path("h2.mrc"), mask_path=Path("mask.mrc"), out_dir=Path(JOB_DIR), report=True)
+    filter_files(FilterJob(Path("h1.mrc"), Path("h2.mrc"), out_dir=Path(JOB_DIR), mask=Path("mask.mrc")))
     return _job(half_map_1="h1.mrc", half_map_2="h2.mrc", mask="mask.mrc")
 
 

@@ -14,19 +14,15 @@ import starfile
 
 from locband import cli
 from locband.adapters import _relion_control as ctl
-from locband.adapters.relion_external import (
-    NODE_TYPES,
-    Request,
-    build_output_nodes,
-    other_half,
-    parse_relion_external_args,
-    resolve_half_maps,
-)
+from node_files import read_output_nodes, write_output_nodes
+
+from locband.adapters.relion_external import NODE_TYPES, ExternalRequest, build_output_nodes, other_half, resolve_half_maps
+from locband.commands.relion_external import parse_argv as parse_relion_external_args
 from locband.engine.params import FilterParams
 from locband.engine.synthetic import synthetic_pair
-from locband.errors import InputFileError
+from locband.errors import InputError, InputFileError
 from locband.io.mrc import write_map
-from locband.io.relion_nodes import OUTPUT_NODES_NAME, read_output_nodes, write_output_nodes
+from locband.io.relion_nodes import OUTPUT_NODES_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 WRAPPER = REPO / "wrappers" / "locband-relion-external"
@@ -45,6 +41,12 @@ def refine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def _field(obj: object, dotted: str) -> object:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 # --------------------------------------------------------------------------------------------
 # argv -> Request, one option at a time
 # --------------------------------------------------------------------------------------------
@@ -55,7 +57,7 @@ def refine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--in_3dref", "Refine3D/job010/run_half1_class001_unfil.mrc"], "in_3dref",
          "Refine3D/job010/run_half1_class001_unfil.mrc"),
         (["--in_mask", "MaskCreate/job011/mask.mrc"], "mask", "MaskCreate/job011/mask.mrc"),
-        (["--j", "6"], "threads", 6),
+        (["--j", "6"], "engine.threads", 6),
         (["--pipeline_control", "External/job007/"], "pipeline_control", "External/job007/"),
         (["--pipeline-control", "External/job007/"], "pipeline_control", "External/job007/"),
         (["--half1", "a/h1.mrc"], "half1", "a/h1.mrc"),
@@ -63,38 +65,33 @@ def refine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--angpix", "1.06"], "pixel_size_angstrom", 1.06),
         (["--pixel_size", "1.06"], "pixel_size_angstrom", 1.06),
         (["--pixel-size", "1.06"], "pixel_size_angstrom", 1.06),
-        (["--fft_backend", "scipy"], "fft_backend", "scipy"),
         (["--report", "no"], "report", False),
     ],
 )
 def test_request_field_per_option(tokens: list[str], field: str, expected: object) -> None:
-    default = getattr(parse_relion_external_args(BASE), field)
+    default = _field(parse_relion_external_args(BASE), field)
     assert default != expected  # otherwise the test could not tell the option was read
-    assert getattr(parse_relion_external_args(BASE + tokens), field) == expected
+    assert _field(parse_relion_external_args(BASE + tokens), field) == expected
 
 
 @pytest.mark.parametrize(
     ("tokens", "field", "expected"),
     [
-        (["--band_ratio", "1.5"], "band_ratio", 1.5),
-        (["--band-ratio", "1.5"], "band_ratio", 1.5),
-        (["--window_wavelengths", "3"], "window_wavelengths", 3.0),
-        (["--noise_threshold", "2.5"], "noise_threshold", 2.5),
-        (["--criterion", "0.5"], "criterion", 0.5),
-        (["--apply_mask", "yes"], "apply_mask", True),
+        (["--band-ratio", "1.5"], "band_ratio", 1.5),  # a label written with dashes
         (["--apply_mask"], "apply_mask", True),  # a job parameter with an empty value arrives bare
         (["--apply_mask", "True"], "apply_mask", True),
         (["--band_snr", "1"], "keep_band_snr", True),
     ],
 )
-def test_filter_params_field_per_option(tokens: list[str], field: str, expected: object) -> None:
+def test_relion_spellings_of_settings(tokens: list[str], field: str, expected: object) -> None:
+    """How RELION writes values (the translation of every setting is in tests/test_options.py)."""
     assert getattr(FilterParams(), field) != expected
-    assert getattr(parse_relion_external_args(BASE + tokens).params, field) == expected
+    assert getattr(parse_relion_external_args(BASE + tokens).engine.params, field) == expected
 
 
 def test_out_dir_and_defaults() -> None:
     req = parse_relion_external_args(BASE)
-    assert req == Request(out_dir="External/job007/")
+    assert req == ExternalRequest(out_dir="External/job007/")
 
 
 def test_relion_command_line_in_relion_order() -> None:
@@ -102,7 +99,7 @@ def test_relion_command_line_in_relion_order() -> None:
     argv = ["--o", "External/job007/", "--in_3dref", "h1.mrc", "--in_mask", "m.mrc", "--criterion", "0.2",
             "--apply_mask", "--j", "2", "--my_extra", "x", "--pipeline_control", "External/job007/"]
     req = parse_relion_external_args(argv)
-    assert (req.in_3dref, req.mask, req.threads, req.params.criterion, req.params.apply_mask) == (
+    assert (req.in_3dref, req.mask, req.engine.threads, req.engine.params.criterion, req.engine.params.apply_mask) == (
         "h1.mrc", "m.mrc", 2, 0.2, True)
     assert req.ignored == ("--my_extra", "x")
 
@@ -117,7 +114,7 @@ def test_unknown_or_unused_inputs_are_kept_not_fatal(tokens: list[str]) -> None:
 def test_no_abbreviation_of_user_labels() -> None:
     # "--band" must not be taken as "--band_ratio" / "--band_snr"
     req = parse_relion_external_args(BASE + ["--band", "2"])
-    assert req.params == FilterParams()
+    assert req.engine.params == FilterParams()
     assert req.ignored == ("--band", "2")
 
 
@@ -137,7 +134,7 @@ def test_no_abbreviation_of_user_labels() -> None:
     ],
 )
 def test_bad_values_name_the_option(tokens: list[str], message: str) -> None:
-    with pytest.raises(InputFileError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_relion_external_args(tokens)
     assert message in str(exc.value)
 
@@ -164,18 +161,18 @@ def test_other_half_by_name(name: str, other: str | None) -> None:
 
 
 def test_in_3dref_half1_finds_half2(refine_dir: Path) -> None:
-    h = resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_dir / "run_half1_class001_unfil.mrc")))
+    h = resolve_half_maps(ExternalRequest(out_dir="o", in_3dref=str(refine_dir / "run_half1_class001_unfil.mrc")))
     assert (h.half1.name, h.half2.name, h.mask) == ("run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc",
                                                     None)
 
 
 def test_in_3dref_half2_finds_half1(refine_dir: Path) -> None:
-    h = resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_dir / "run_half2_class001_unfil.mrc")))
+    h = resolve_half_maps(ExternalRequest(out_dir="o", in_3dref=str(refine_dir / "run_half2_class001_unfil.mrc")))
     assert (h.half1.name, h.half2.name) == ("run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc")
 
 
 def test_in_3dref_refine3d_folder(refine_dir: Path) -> None:
-    h = resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_dir), mask=str(refine_dir / "mask.mrc")))
+    h = resolve_half_maps(ExternalRequest(out_dir="o", in_3dref=str(refine_dir), mask=str(refine_dir / "mask.mrc")))
     assert (h.half1, h.half2, h.mask) == (refine_dir / "run_half1_class001_unfil.mrc",
                                           refine_dir / "run_half2_class001_unfil.mrc", refine_dir / "mask.mrc")
 
@@ -191,11 +188,11 @@ def test_parameters_name_both_halves(refine_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d, t: Request(out_dir="o"), "no half-maps: give --in_3dref"),
-        (lambda d, t: Request(out_dir="o", in_3dref=str(d / "mask.mrc")), "cannot find the other half-map"),
-        (lambda d, t: Request(out_dir="o", in_3dref=str(t)), "holds no run_half1_class001_unfil.mrc"),
-        (lambda d, t: Request(out_dir="o", in_3dref=str(t / "x_half1.mrc")), "does not exist"),
-        (lambda d, t: Request(out_dir="o", half1=str(d / "mask.mrc")), "cannot find half 2 by name"),
+        (lambda d, t: ExternalRequest(out_dir="o"), "no half-maps: give --in_3dref"),
+        (lambda d, t: ExternalRequest(out_dir="o", in_3dref=str(d / "mask.mrc")), "cannot find the other half-map"),
+        (lambda d, t: ExternalRequest(out_dir="o", in_3dref=str(t)), "holds no run_half1_class001_unfil.mrc"),
+        (lambda d, t: ExternalRequest(out_dir="o", in_3dref=str(t / "x_half1.mrc")), "does not exist"),
+        (lambda d, t: ExternalRequest(out_dir="o", half1=str(d / "mask.mrc")), "cannot find half 2 by name"),
     ],
 )
 def test_half_map_errors(refine_dir: Path, tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -223,25 +220,25 @@ def test_refine3d_folder_mask_from_last_optimiser(refine_copy: Path) -> None:
     _optimiser(refine_copy / "run_it003_optimiser.star", "elsewhere/old_mask.mrc")
     _optimiser(refine_copy / "run_it012_optimiser.star", str(refine_copy / "mask.mrc"))
     _optimiser(refine_copy / "run_ct3_it009_optimiser.star", "elsewhere/ct_mask.mrc")  # continued run, earlier
-    assert resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_copy))).mask == refine_copy / "mask.mrc"
+    assert resolve_half_maps(ExternalRequest(out_dir="o", in_3dref=str(refine_copy))).mask == refine_copy / "mask.mrc"
 
 
 def test_refine3d_folder_mask_given_wins(refine_copy: Path, tmp_path: Path) -> None:
     _optimiser(refine_copy / "run_it012_optimiser.star", str(refine_copy / "mask.mrc"))
     given = str(tmp_path / "other_mask.mrc")
-    assert resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_copy), mask=given)).mask == Path(given)
+    assert resolve_half_maps(ExternalRequest(out_dir="o", in_3dref=str(refine_copy), mask=given)).mask == Path(given)
 
 
 @pytest.mark.parametrize("name", ["None", "missing/mask.mrc"])
 def test_refine3d_folder_without_usable_mask(refine_copy: Path, name: str) -> None:
     _optimiser(refine_copy / "run_it012_optimiser.star", name)
-    assert resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_copy))).mask is None
+    assert resolve_half_maps(ExternalRequest(out_dir="o", in_3dref=str(refine_copy))).mask is None
 
 
 def test_refine3d_folder_bad_optimiser_file(refine_copy: Path) -> None:
     (refine_copy / "run_it012_optimiser.star").write_text("data_something_else\n\n_rlnFoo 1\n")
     with pytest.raises(InputFileError, match="run_it012_optimiser.star' has no data_optimiser_general block"):
-        resolve_half_maps(Request(out_dir="o", in_3dref=str(refine_copy)))
+        resolve_half_maps(ExternalRequest(out_dir="o", in_3dref=str(refine_copy)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,13 +42,17 @@ def _plain_map(star: str) -> np.ndarray:
                                  current_size=s.current_size, tau2=s.tau2, tau2_fudge=s.tau2_fudge)
 
 
+def _request(star: str, **kw: Any) -> relion_extrec.ExtRecRequest:
+    return relion_extrec.build_request(relion_extrec.HookOptions(star, **kw))
+
+
 def _run_pair(stars: dict[int, str], **kw: Any) -> dict[int, Any]:
     """Both half calls at once, as relion_refine's ranks 1 and 2 make them (threads here)."""
     out: dict[int, Any] = {}
 
     def one(h: int) -> None:
         try:
-            out[h] = relion_extrec.run(relion_extrec.build_request(stars[h], timeout_s=60, **kw),
+            out[h] = relion_extrec.run(_request(stars[h], timeout_s=60, **kw),
                                        print_line=lambda s: None)
         except Exception as exc:  # reported to the test below
             out[h] = exc
@@ -70,32 +74,32 @@ def _model(job: Path, it: int, half: str, pixel: float) -> None:
 
 def test_pixel_size_sources(project: Path) -> None:
     stars = write_job(JOB, pixel_size_angstrom=None)
-    assert relion_extrec.build_request(stars[1]).pixel_size_source.startswith("unknown")
+    assert _request(stars[1]).pixel_size_source.startswith("unknown")
     _model(JOB, 1, "_half1", 1.7)
-    req = relion_extrec.build_request(stars[1])
+    req = _request(stars[1])
     assert (req.pixel_size_angstrom, req.pixel_size_source) == (1.7, "previous model.star")
     stars = write_job(JOB, pixel_size_angstrom=2.5)  # RELION 4.0/5.0 label wins over model.star
-    assert relion_extrec.build_request(stars[1]).pixel_size_angstrom == 2.5
-    assert relion_extrec.build_request(stars[1], pixel_size_angstrom=3.0).pixel_size_angstrom == 3.0
+    assert _request(stars[1]).pixel_size_angstrom == 2.5
+    assert _request(stars[1], pixel_size_angstrom=3.0).pixel_size_angstrom == 3.0
 
 
 def test_mask_sources(project: Path) -> None:
     stars = write_job(JOB)
-    assert relion_extrec.build_request(stars[1]).mask_path is None
+    assert _request(stars[1]).mask_path is None
     (JOB / "job.star").write_text("\ndata_joboptions_values\n\nloop_\n_rlnJobOptionVariable #1\n"
                                   "_rlnJobOptionValue #2\nfn_mask job_mask.mrc\nnr_threads 1\n")
-    assert relion_extrec.build_request(stars[1]).mask_path == "job_mask.mrc"
+    assert _request(stars[1]).mask_path == "job_mask.mrc"
     (JOB / "run_it001_optimiser.star").write_text("# RELION optimiser\n# --o run\n\ndata_optimiser_general\n\n"
                                                  "_rlnSolventMaskName opt_mask.mrc\n")
-    assert relion_extrec.build_request(stars[1]).mask_path == "opt_mask.mrc"
-    assert relion_extrec.build_request(stars[1], mask="mine.mrc").mask_path == "mine.mrc"
+    assert _request(stars[1]).mask_path == "opt_mask.mrc"
+    assert _request(stars[1], mask="mine.mrc").mask_path == "mine.mrc"
 
 
 @pytest.mark.parametrize(("halves", "split", "case"), [((1,), True, "half"), ((0,), True, "final"),
                                                         ((0,), False, "single")])
 def test_case(project: Path, halves: tuple[int, ...], split: bool, case: str) -> None:
     stars = write_job(JOB, halves=halves, split=split)
-    assert relion_extrec.build_request(stars[halves[0]]).case == case
+    assert _request(stars[halves[0]]).case == case
 
 
 def test_sequential_detection(project: Path) -> None:
@@ -119,16 +123,23 @@ def test_sequential_detection(project: Path) -> None:
                                                  "--sequential_halves_recons\n\ndata_optimiser_general\n\n")
     assert relion_extrec.sequential_hint(name, JOB) == str(JOB / "run_it001_optimiser.star")
     # a call made by hand (no relion_refine above it) is never refused because of the job's files
-    assert relion_extrec.build_request(stars[1]).sequential is None
+    assert _request(stars[1]).sequential is None
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"final_mode": "both"}, "--final must be 'plain' or 'filter'"),
-                                               ({"timeout_s": 0}, "--timeout must be > 0 seconds"),
-                                               ({"pixel_size_angstrom": -1.0}, "--pixel-size must be > 0")])
-def test_bad_options(project: Path, kwargs: dict, match: str) -> None:
+@pytest.mark.parametrize(("argv", "match"), [(["--final", "both"], "invalid choice: 'both'"),
+                                             (["--timeout", "0"], "--timeout must be > 0 seconds, got 0.0"),
+                                             (["--pixel-size", "-1"], "--pixel-size must be > 0 Å, got -1.0")])
+def test_bad_options(project: Path, capsys: pytest.CaptureFixture[str], argv: list[str], match: str) -> None:
     stars = write_job(JOB, halves=(1,))
-    with pytest.raises(relion_extrec.InputFileError, match=match):
-        relion_extrec.build_request(stars[1], **kwargs)
+    try:
+        code = cli.main(["relion-reconstruct", *argv, stars[1]])
+    except SystemExit as exc:  # argparse's own usage error
+        code = int(exc.code or 0)
+    assert code in (1, 2)
+    assert match in capsys.readouterr().err
+    # the other half must not wait in vain: a failure marker is left for it
+    failed = JOB / relion_extrec.RENDEZVOUS_DIR / "run_it002_class001" / "half1.failed"
+    assert failed.is_file() == (code == 1)
 
 
 # -- cases -----------------------------------------------------------------------------------
@@ -178,7 +189,7 @@ def test_multibody_halves_are_filtered_per_body(project: Path) -> None:
 
 def test_final_gets_relions_plain_map(project: Path) -> None:
     stars = write_job(JOB, halves=(0,))
-    rec = relion_extrec.run(relion_extrec.build_request(stars[0]), print_line=lambda s: None)
+    rec = relion_extrec.run(_request(stars[0]), print_line=lambda s: None)
     assert rec["case"] == "final" and rec["mode"].startswith("final: RELION's plain")
     out = _map(read_external_reconstruct_star(stars[0]).result)
     # the same numbers, written as float32
@@ -188,7 +199,7 @@ def test_final_gets_relions_plain_map(project: Path) -> None:
 def test_classification_gets_plain_map_and_one_line(project: Path) -> None:
     stars = write_job(Path("Class3D/job003"), halves=(0,), split=False)
     lines: list[str] = []
-    rec = relion_extrec.run(relion_extrec.build_request(stars[0]), print_line=lines.append)
+    rec = relion_extrec.run(_request(stars[0]), print_line=lines.append)
     assert rec["case"] == "single"
     assert len(lines) == 1 and "no second half" in lines[0]
     assert Path(read_external_reconstruct_star(stars[0]).result).is_file()
@@ -198,14 +209,14 @@ def test_final_filter_uses_the_last_pair(project: Path) -> None:
     stars = write_job(JOB, iteration=2)
     assert all(isinstance(r, dict) for r in _run_pair(stars).values())
     final = write_job(JOB, iteration=3, halves=(0,))
-    rec = relion_extrec.run(relion_extrec.build_request(final[0], final_mode="filter"), print_line=lambda s: None)
+    rec = relion_extrec.run(_request(final[0], final_mode="filter"), print_line=lambda s: None)
     assert rec["mode"] == "final: local filter of the iteration-2 halves"
     assert rec["n_bands"] >= 3
     # without the previous pair: a clear error, no map
     final = write_job(JOB, iteration=7, halves=(0,))
     with pytest.raises(relion_extrec.InputFileError, match=r"--final filter needs the unregularised half maps of "
                                                            r"iteration 6.*use --final plain"):
-        relion_extrec.run(relion_extrec.build_request(final[0], final_mode="filter"), print_line=lambda s: None)
+        relion_extrec.run(_request(final[0], final_mode="filter"), print_line=lambda s: None)
     assert not Path(read_external_reconstruct_star(final[0]).result).exists()
 
 
@@ -215,7 +226,7 @@ def test_stale_feedback_star_is_removed(project: Path) -> None:
     Path(s.result_star).write_text("data_\nloop_\n_rlnSpectralIndex\n_rlnFourierShellCorrelation\n0 1\n")
     write_map(s.result, np.zeros((24, 24, 24), np.float32), pixel_size_angstrom=1.0)
     lines: list[str] = []
-    relion_extrec.run(relion_extrec.build_request(stars[0]), print_line=lines.append)
+    relion_extrec.run(_request(stars[0]), print_line=lines.append)
     assert not Path(s.result_star).exists()
     assert any("never rewrites RELION's FSC" in line for line in lines)
     assert np.abs(_map(s.result)).max() > 0  # the old all-zero map was replaced
@@ -228,27 +239,16 @@ def test_stale_feedback_star_is_removed(project: Path) -> None:
     (["--final", "filter"], "final_mode", "filter"),
     ([], "timeout_s", 1800.0),
     (["--timeout", "5"], "timeout_s", 5.0),
-    (["--threads", "3"], "workers", 3),
-    (["--fft-backend", "scipy"], "backend", "scipy"),
-    (["--mask", "m.mrc"], "mask_path", "m.mrc"),
+    (["--mask", "m.mrc"], "mask", "m.mrc"),
     (["--pixel-size", "1.25"], "pixel_size_angstrom", 1.25),
-    (["--band-ratio", "1.5"], "params.band_ratio", 1.5),
-    (["--window-wavelengths", "3"], "params.window_wavelengths", 3.0),
-    (["--noise-threshold", "2"], "params.noise_threshold", 2.0),
-    (["--criterion", "0.5"], "params.criterion", 0.5),
-    (["--apply-mask"], "params.apply_mask", True),
-    (["--band-snr"], "params.keep_band_snr", True),
 ])
 def test_option_translation(project: Path, argv: list[str], field: str, value: Any) -> None:
+    """The hook's own options (the engine's are in tests/test_options.py, for every host)."""
     from locband.commands import relion_reconstruct
 
     stars = write_job(JOB, halves=(1,))
     args, _ = cli.build_parser().parse_known_args(["relion-reconstruct", *argv, stars[1]])
-    req = relion_reconstruct.request_from_args(args)
-    obj: Any = req
-    for part in field.split("."):
-        obj = getattr(obj, part)
-    assert obj == value
+    assert getattr(relion_reconstruct.request_from_args(args), field) == value
 
 
 def test_cli_writes_map_and_log(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import starfile
 
 from locband import cli
-from locband.adapters.relion_external import parse_relion_external_args
+from locband.commands.relion_external import parse_argv as parse_relion_external_args
 
 REPO = Path(__file__).resolve().parents[2]
 RELION = REPO / "templates" / "relion"
@@ -76,7 +76,7 @@ def test_external_job_star() -> None:
     assert Path(opts["qsubscript"]).name in {p.name for p in RELION.iterdir()}
     check_locband_command(external_command(opts))
     req = parse_relion_external_args(external_command(opts)[2:])
-    assert req.threads == int(opts["nr_threads"])
+    assert req.engine.threads == int(opts["nr_threads"])
 
 
 def _recipe_defaults(text: str) -> dict[str, str]:

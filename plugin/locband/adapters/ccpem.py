@@ -12,25 +12,11 @@ table, global FSC, local-resolution histogram, map slices, 3D viewer, the PNG re
 one small subclass of :class:`LocbandJob`: a process name, a subcommand, an option table and an
 output table.
 
-Option table of ``locband.postprocess.local_filter`` (:data:`FILTER_OPTIONS`; defaults shown in
-the GUI are those of :class:`~locband.engine.params.FilterParams`)::
-
-    job option           locband filter       kind
-    half_map_1           HALF1                half-map (DensityMap node, keyword halfmap)
-    half_map_2           HALF2                half-map
-    mask                 --mask               optional mask (Mask3D node)
-    pixel_size           --pixel-size         number, blank = from the MRC header
-    band_ratio           --band-ratio         number (FilterParams.band_ratio)
-    window_wavelengths   --window-wavelengths number (FilterParams.window_wavelengths)
-    noise_threshold      --noise-threshold    number (FilterParams.noise_threshold)
-    criterion            --criterion          number (FilterParams.criterion)
-    apply_mask           --apply-mask         yes/no (FilterParams.apply_mask)
-    band_snr             --band-snr           yes/no (FilterParams.keep_band_snr)
-    fft_backend          --fft-backend        auto / pyfftw / scipy
-    report               --no-report          yes/no, the flag is given for "no"
-    nr_threads           --threads            the pipeliner's own "Number of threads"
-
-The job always adds ``--out-dir <job folder>`` and ``--quiet`` (no progress lines in run.err).
+The option table of ``locband.postprocess.local_filter`` (:data:`FILTER_OPTIONS`) is derived from
+locband's own (:mod:`locband.options`): the half-maps, mask and voxel size, every engine setting
+under its own name (defaults those of :class:`~locband.engine.params.FilterParams`), ``report``
+(``--no-report`` when No) and the pipeliner's own ``nr_threads`` (``--threads``). The job always
+adds ``--out-dir <job folder>`` and ``--quiet`` (no progress lines in run.err).
 """
 
 from __future__ import annotations
@@ -61,12 +47,12 @@ from pipeliner.job_options import (
 from pipeliner.nodes import NODE_DENSITYMAP, NODE_IMAGE3D, NODE_LOGFILE, NODE_MASK3D, NODE_PROCESSDATA
 from pipeliner.pipeliner_job import ExternalProgram, PipelinerCommand, PipelinerJob, Ref
 
-from locband import __version__
+from locband import __version__, options
 from locband.engine.params import FilterParams
 from locband.errors import InputFileError
 from locband.output_names import FILTER as OUTPUT_NAMES
 
-__all__ = ["Option", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "LocbandJob", "LocbandFilterJob",
+__all__ = ["JobField", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "LocbandJob", "LocbandFilterJob",
            "build_arguments", "locband_executable", "params_from_values"]
 
 _MAP_FILES = FileDescription("3D map", [".mrc", ".map"])
@@ -75,8 +61,8 @@ _AUTO = "auto"
 
 
 @dataclass(frozen=True)
-class Option:
-    """One job option and the ``locband`` argument it becomes.
+class JobField:
+    """One job option and the ``locband`` argument it becomes (derived from :class:`locband.options.Option`).
 
     Attributes
     ----------
@@ -135,42 +121,32 @@ class Output:
     only_if: str | None = None
 
 
-#: job option -> locband filter argument (see the module docstring)
-FILTER_OPTIONS: dict[str, Option] = {
-    "half_map_1": Option("HALF1", "halfmap", "Half map 1",
-                         "First unfiltered half-map (MRC), e.g. run_half1_class001_unfil.mrc of a 3D refinement."),
-    "half_map_2": Option("HALF2", "halfmap", "Half map 2", "Second unfiltered half-map (MRC)."),
-    "mask": Option("--mask", "mask", "Mask (optional)",
-                   "Soft mask in [0, 1] around the particle: gives the masked FSC and the local-resolution "
-                   "histogram within the mask, and is applied to the outputs with 'Apply mask'. The filter "
-                   "itself needs no mask."),
-    "pixel_size": Option("--pixel-size", "number", "Pixel size (Å)",
-                         "Voxel size in Å. Leave blank to take it from the half-map headers (--pixel-size)."),
-    "band_ratio": Option("--band-ratio", "number", "Band ratio",
-                         "Ratio between the centres of neighbouring frequency bands (> 1); the default, "
-                         "2^(1/3), gives three bands per octave.", params_field="band_ratio", group=_SETTINGS),
-    "window_wavelengths": Option("--window-wavelengths", "number", "Window (wavelengths)",
-                                 "Gaussian sigma of the local window of each band, in wavelengths of the band "
-                                 "(capped at 10 % of the box edge).", params_field="window_wavelengths",
-                                 step=0.1, group=_SETTINGS),
-    "noise_threshold": Option("--noise-threshold", "number", "Noise threshold (SD)",
-                              "Local signal below this many standard deviations of its pure-noise fluctuation "
-                              "is suppressed.", params_field="noise_threshold", step=0.1, group=_SETTINGS),
-    "criterion": Option("--criterion", "number", "Local FSC criterion",
-                        "Local half-map FSC threshold that defines the local resolution.",
-                        params_field="criterion", step=0.001, group=_SETTINGS),
-    "apply_mask": Option("--apply-mask", "switch", "Apply mask to outputs?",
-                         "Multiply the filtered maps by the mask.", params_field="apply_mask", group=_SETTINGS),
-    "band_snr": Option("--band-snr", "switch", "Write per-band SNR?",
-                       "Also write band_snr.mrc, the local SNR of every band (a volume stack).",
-                       params_field="keep_band_snr", group=_SETTINGS),
-    "fft_backend": Option("--fft-backend", "choice", "FFT backend",
-                          "FFT implementation; auto uses pyFFTW where it is installed.",
-                          choices=("pyfftw", "scipy"), group=_SETTINGS),
-    "report": Option("--no-report", "no-switch", "Write report (PNG/PDF)?",
-                     "Write report.png and report.pdf (FSC, local-resolution histogram, slices).", group=_SETTINGS),
-    "nr_threads": Option("--threads", "threads", "Number of threads",
-                         "FFT threads: give at most the number of idle cores."),
+#: locband's option kinds -> the job option kinds above
+_KINDS = {"number": "number", "positive": "number", "switch": "switch", "switch-off": "no-switch",
+          "choice": "choice", "count": "threads", "path": "mask"}
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _field(option: options.Option, *, kind: str | None = None, group: str = _SETTINGS) -> JobField:
+    """The job option for one row of locband's option table."""
+    return JobField(flag=option.metavar or option.name if option.positional else option.cli_flag,
+                    kind=kind or _KINDS[option.kind], label=option.label, help=_sentence(option.help),
+                    params_field=option.params_field, choices=option.choices, step=option.step, group=group)
+
+
+_THREADS = options.by_name(options.ENGINE)["threads"]
+#: job option -> ``locband filter`` argument
+FILTER_OPTIONS: dict[str, JobField] = {
+    "half_map_1": _field(options.HALF1, kind="halfmap", group="Main"),
+    "half_map_2": _field(options.HALF2, kind="halfmap", group="Main"),
+    "mask": _field(options.MASK, group="Main"),
+    "pixel_size": _field(options.PIXEL_SIZE, group="Main"),
+    **{o.name: _field(o) for o in options.ENGINE if o is not _THREADS},
+    "report": _field(options.REPORT),
+    "nr_threads": _field(_THREADS, group="Main"),  # the pipeliner's own "Number of threads" (run tab)
 }
 
 #: output kind -> file (as ``locband filter`` names it) and node
@@ -216,7 +192,7 @@ def _program() -> ExternalProgram:
     return program
 
 
-def _job_option(name: str, opt: Option, defaults: FilterParams) -> JobOption[Any]:
+def _job_option(name: str, opt: JobField, defaults: FilterParams) -> JobOption[Any]:
     """The pipeliner job option for one row of an option table."""
     default = getattr(defaults, opt.params_field) if opt.params_field else None
     common: dict[str, Any] = {"label": opt.label, "help_text": opt.help, "jobop_group": opt.group}
@@ -238,7 +214,7 @@ def _job_option(name: str, opt: Option, defaults: FilterParams) -> JobOption[Any
     raise ValueError(f"option {name!r}: unknown kind {opt.kind!r}")
 
 
-def build_arguments(options: Mapping[str, Option], values: Mapping[str, Any]) -> list[str]:
+def build_arguments(options: Mapping[str, JobField], values: Mapping[str, Any]) -> list[str]:
     """The ``locband`` arguments for job option values; pure.
 
     Parameters
@@ -270,7 +246,7 @@ def build_arguments(options: Mapping[str, Option], values: Mapping[str, Any]) ->
     return positional + flags
 
 
-def params_from_values(options: Mapping[str, Option], values: Mapping[str, Any]) -> FilterParams:
+def params_from_values(options: Mapping[str, JobField], values: Mapping[str, Any]) -> FilterParams:
     """The :class:`~locband.engine.params.FilterParams` that job option values ask for.
 
     Raises
@@ -297,7 +273,7 @@ class LocbandJob(PipelinerJob):  # type: ignore[misc]  # the pipeliner ships no 
     OUT_DIR = "LocBand"
     CATEGORY_LABEL = "Map Postprocessing"  # beside LAFTER and LocScale
     SUBCOMMAND = ""
-    OPTIONS: Mapping[str, Option] = {}
+    OPTIONS: Mapping[str, JobField] = {}
     OUTPUTS: Mapping[str, Output] = {}
     MAIN_MAP = "full"
     #: the pipeliner's version of the job definition (not locband's version)

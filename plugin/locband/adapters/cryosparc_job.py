@@ -36,7 +36,7 @@ from typing import Any
 from locband import __version__
 from locband._secrets import redact, url_credentials, url_without_credentials
 from locband.engine.local import LocalFilter
-from locband.engine.params import FilterParams, FilterResult
+from locband.engine.params import FilterResult
 from locband.errors import CryosparcJobError, InputFileError
 from locband.inputs import load_inputs, naming_engine_errors
 from locband.io.cs import (
@@ -52,10 +52,11 @@ from locband.io.cs import (
 from locband.io.mrc import MapData, write_map
 from locband.io.outputs import OutputSet
 from locband.io.summary import read_json, write_json
+from locband.options import EngineSettings
 from locband.output_names import FILTER as OUTPUT_NAMES
 from locband.summary import fsc_text, summarise
 
-__all__ = ["HALF_SLOTS", "OUTPUT_SLOTS", "CryosparcJobError", "FilterRequest", "LoopRequest", "check_volume_record",
+__all__ = ["HALF_SLOTS", "OUTPUT_SLOTS", "CryosparcJobError", "FilterRequest", "OfflineRequest", "LoopRequest", "check_volume_record",
            "choose_mask_slot", "output_slot_specs", "build_output_fields", "connect", "disconnect", "filter_offline",
            "run_filter_job", "run_loop", "loop_decision"]
 
@@ -86,10 +87,33 @@ class FilterRequest:
     job: str
     output: str = "volume"
     mask_slot: str = "auto"
-    params: FilterParams = field(default_factory=FilterParams)
-    workers: int = 1
-    backend: str | None = None
+    engine: EngineSettings = field(default_factory=EngineSettings)
     title: str = "locband local filter"
+
+
+@dataclass(frozen=True)
+class OfflineRequest:
+    """What ``locband cryosparc offline`` was asked to do (pure data, built from argv).
+
+    Attributes
+    ----------
+    source : Path
+        A refinement's job folder (``<project>/J42``) or its volume ``.cs`` file.
+    out_dir : Path
+        Output folder: the maps of ``locband filter`` plus ``locband_volume.cs`` / ``.csg``.
+    project_dir : Path or None
+        Folder the ``.cs`` paths are relative to (default: the parent of the job folder).
+    mask_slot : str
+        ``auto``, ``none`` or a slot name.
+    engine : EngineSettings
+        Filter settings, threads and FFT backend.
+    """
+
+    source: Path
+    out_dir: Path
+    project_dir: Path | None = None
+    mask_slot: str = "auto"
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
 
 @dataclass(frozen=True)
@@ -172,10 +196,10 @@ def loop_decision(resolutions: list[float], *, max_rounds: int, min_improvement_
 
 
 # -- shared engine call -----------------------------------------------------------------------
-def _filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, req: FilterRequest,
+def _filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, engine: EngineSettings,
                  progress: Progress | None) -> FilterResult:
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
-                     params=req.params, workers=req.workers, backend=req.backend)
+                     params=engine.params, workers=engine.threads, backend=engine.fft_backend)
     with naming_engine_errors(m1.path, m2.path):
         return lf(m1.data, m2.data, progress=progress)
 
@@ -188,23 +212,15 @@ def _check_against_record(record: VolumeRecord, m1: MapData, px_header: float) -
 
 
 # -- offline ----------------------------------------------------------------------------------
-def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = None, mask_slot: str = "auto",
-                   params: FilterParams | None = None, workers: int = 1, backend: str | None = None,
-                   progress: Progress | None = None) -> dict[str, Any]:
+def filter_offline(req: OfflineRequest, *, progress: Progress | None = None) -> dict[str, Any]:
     """Filter the half-maps of a cryoSPARC job folder (or volume ``.cs``) into a new folder.
 
     Parameters
     ----------
-    source : Path
-        A refinement's job folder (``<project>/J42``) or its volume ``.cs`` file.
-    out_dir : Path
-        Output folder: the maps of ``locband filter`` plus ``locband_volume.cs`` / ``.csg``.
-    project_dir : Path, optional
-        Folder the ``.cs`` paths are relative to (default: the parent of the job folder).
-    mask_slot : str
-        ``auto``, ``none`` or a slot name.
-    params, workers, backend, progress
-        Engine settings, as for :func:`locband.local_filter`.
+    req : OfflineRequest
+        Source, output folder, mask slot and engine settings.
+    progress : callable, optional
+        ``progress(fraction, message)``.
 
     Returns
     -------
@@ -216,6 +232,7 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
     InputFileError
         Missing folder, file or slot, a volume without half maps, disagreeing pixel sizes.
     """
+    source, out_dir, project_dir, mask_slot = req.source, req.out_dir, req.project_dir, req.mask_slot
     cs_path = find_volume_cs(source) if Path(source).is_dir() else Path(source)
     record = read_volume_cs(cs_path)
     check_volume_record(record)
@@ -242,9 +259,7 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
                                  pixel_size_angstrom=None)
     _check_against_record(record, m1, px)
     out = outs.create()  # only once the inputs are known to be good
-    req = FilterRequest(project="", workspace="", job="", mask_slot=mask_slot, params=params or FilterParams(),
-                        workers=workers, backend=backend)
-    result = _filter_maps(m1, m2, mk, px, req, progress)
+    result = _filter_maps(m1, m2, mk, px, req.engine, progress)
     summary = summarise(result, inputs={"half1": str(paths["map_half_A"]), "half2": str(paths["map_half_B"]),
                                         "mask": str(paths[mslot]) if mslot else None},
                         timings={}, mask=None if mk is None else mk.data)
@@ -436,7 +451,7 @@ def _run_in_job(ext: Any, req: FilterRequest, m1: MapData, m2: MapData, mk: MapD
                 f"voxels, {px:.4f} Å, mask {mslot or 'none'})")
         with warnings.catch_warnings(record=True) as caught:  # data-quality warnings go to the job's log too
             warnings.simplefilter("always")
-            result = _filter_maps(m1, m2, mk, px, req, both)
+            result = _filter_maps(m1, m2, mk, px, req.engine, both)
         for w in caught:
             ext.log(f"locband: {w.message}", level="warning")
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from locband.engine.params import FilterParams, FilterResult
-from locband.errors import InputFileError, RendezvousError
+from locband.engine.params import FilterResult
+from locband.errors import InputFileError, OutputFileError, RendezvousError
 from locband.io.relion_star import (
     ExternalReconstructStar,
     HookName,
@@ -64,8 +64,9 @@ from locband.io.relion_star import (
     read_sampling_symmetry,
     solvent_mask_name,
 )
+from locband.options import EngineSettings
 
-__all__ = ["ExtRecRequest", "Rendezvous", "RendezvousError", "build_request", "detect_sequential", "run",
+__all__ = ["HookOptions", "ExtRecRequest", "run_call", "Rendezvous", "RendezvousError", "build_request", "detect_sequential", "run",
            "sequential_hint", "check_outputs",
            "report_failure", "partner_path", "relion_ancestor", "append_log",
            "RENDEZVOUS_DIR", "LOG_NAME", "SEQUENTIAL_FLAG"]
@@ -86,6 +87,34 @@ _STALE_SLACK_S = 60.0
 _OLD_FAILURE_GRACE_S = 30.0
 _MPI_JOB_VARS = ("PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid", "OMPI_MCA_orte_ess_jobid", "PMI_KVSNAME",
                  "SLURM_STEP_ID_UNIQUE")
+
+
+@dataclass(frozen=True)
+class HookOptions:
+    """What one hook call was asked to do, from its command line (no file looked at yet).
+
+    Attributes
+    ----------
+    star : str
+        ``<root>_external_reconstruct.star``, the only argument relion_refine passes.
+    mask : str or None
+        Solvent mask; None: looked up in the refinement's files.
+    pixel_size_angstrom : float or None
+        Voxel size; None: looked up.
+    timeout_s : float
+        Longest wait for the other half-set call.
+    final_mode : str
+        ``"plain"`` or ``"filter"`` for the final joined call.
+    engine : EngineSettings
+        Filter settings, threads and FFT backend.
+    """
+
+    star: str
+    mask: str | None = None
+    pixel_size_angstrom: float | None = None
+    timeout_s: float = 1800.0
+    final_mode: str = "plain"
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
 
 @dataclass(frozen=True)
@@ -114,12 +143,8 @@ class ExtRecRequest:
         ``"plain"`` or ``"filter"`` for the final joined call.
     timeout_s : float
         Longest wait for the other half.
-    params : FilterParams
-        Engine settings.
-    workers : int
-        FFT threads.
-    backend : str or None
-        FFT backend.
+    engine : EngineSettings
+        Filter settings, threads and FFT backend.
     notes : list of str
         What was looked up where (logged).
     """
@@ -134,9 +159,7 @@ class ExtRecRequest:
     sequential: str | None
     final_mode: str
     timeout_s: float
-    params: FilterParams
-    workers: int = 1
-    backend: str | None = None
+    engine: EngineSettings = field(default_factory=EngineSettings)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -242,27 +265,22 @@ def sequential_hint(name: HookName, job_dir: Path) -> str | None:
     return None
 
 
-def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, mask: str | None = None,
-                  final_mode: str = "plain", timeout_s: float = 1800.0, params: FilterParams | None = None,
-                  workers: int = 1, backend: str | None = None) -> ExtRecRequest:
+def build_request(options: HookOptions) -> ExtRecRequest:
     """Read the hook's STAR file and the job's metadata into an :class:`ExtRecRequest`.
 
     Pixel size: option, else ``rlnPixelSize`` of the hook STAR (4.0+), else the previous
-    iteration's model.star, else the mask header, else 1 Å (local resolution then in voxels).
+    iteration's model.star, else 1 Å (local resolution then in voxels).
     Mask: option, else the previous optimiser.star's ``rlnSolventMaskName``, else job.star's
     ``fn_mask``, else none.
 
     Raises
     ------
     InputFileError
-        Bad STAR file, bad options.
+        Bad STAR file.
     """
+    star_path, mask, pixel_size_angstrom = options.star, options.mask, options.pixel_size_angstrom
     name = parse_hook_name(star_path)
     star = read_external_reconstruct_star(star_path)
-    if final_mode not in ("plain", "filter"):
-        raise InputFileError(f"--final must be 'plain' or 'filter', got {final_mode!r}")
-    if not (timeout_s > 0):
-        raise InputFileError(f"--timeout must be > 0 seconds, got {timeout_s}")
     job_dir = Path(star_path).parent
     notes: list[str] = []
     split = _previous(name, "_half1_model.star").is_file()
@@ -287,13 +305,11 @@ def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, m
         pixel, source = float(model["rlnPixelSize"]), "previous model.star"
     if pixel is None:
         pixel, source = 1.0, "unknown (1 Å assumed: local resolution in voxels)"
-    if not pixel > 0:
-        raise InputFileError(f"--pixel-size must be > 0 Å, got {pixel}")
     return ExtRecRequest(star=star, name=name, job_dir=job_dir, pixel_size_angstrom=float(pixel),
                          pixel_size_source=source, mask_path=mask_path, symmetry=symmetry,
                          sequential=detect_sequential(name, job_dir) if name.half else None,
-                         final_mode=final_mode, timeout_s=float(timeout_s), params=params or FilterParams(),
-                         workers=workers, backend=backend, notes=tuple(notes))
+                         final_mode=options.final_mode, timeout_s=float(options.timeout_s), engine=options.engine,
+                         notes=tuple(notes))
 
 
 def _positive(value: Any) -> bool:
@@ -546,14 +562,14 @@ def _reconstruct(req: ExtRecRequest, *, regularised: bool) -> npt.NDArray[np.flo
     s = req.star
     return reconstruct_from_sums(data, weight, ori_size=s.ori_size, padding_factor=s.padding_factor,
                                  current_size=s.current_size, tau2=s.tau2 if regularised else None,
-                                 tau2_fudge=s.tau2_fudge, workers=req.workers, backend=req.backend)
+                                 tau2_fudge=s.tau2_fudge, workers=req.engine.threads, backend=req.engine.fft_backend)
 
 
 def _filter(req: ExtRecRequest, h1: npt.NDArray[np.float32], h2: npt.NDArray[np.float32]) -> FilterResult:
     from locband.engine.local import LocalFilter
 
     lf = LocalFilter(h1.shape, pixel_size_angstrom=req.pixel_size_angstrom, mask=_load_mask(req),
-                     params=req.params, workers=req.workers, backend=req.backend)
+                     params=req.engine.params, workers=req.engine.threads, backend=req.engine.fft_backend)
     return lf(h1, h2)
 
 
@@ -745,3 +761,30 @@ def _run_half(req: ExtRecRequest) -> tuple[FilterResult, npt.NDArray[np.float32]
     rv.clean_older()
     vol = result.half1 if req.name.half == 1 else result.half2
     return result, vol, "half: joint local filter"
+
+
+def run_call(options: HookOptions, *, print_line: Callable[[str], None] = print) -> dict[str, Any]:
+    """One hook call from its options: read the request, then :func:`run` it.
+
+    A call that fails before it meets the other half leaves a failure marker, so that the other
+    half stops at once instead of waiting for its timeout.
+
+    Raises
+    ------
+    InputFileError
+        Bad input (STAR file, arrays, mask).
+    RendezvousError
+        The other half failed, never came, or cannot come.
+    OutputFileError
+        The result cannot be written (the message names the STAR file and the reason).
+    """
+    try:
+        req = build_request(options)
+    except (ValueError, TypeError, OSError) as exc:  # the other half must not wait for us in vain
+        report_failure(options.star, f"{type(exc).__name__}: {exc}")
+        raise
+    try:
+        return run(req, print_line=print_line)
+    except OSError as exc:  # disk full, permissions: a one-line reason for run.err, not a traceback
+        name = getattr(exc, "filename", None)
+        raise OutputFileError(f"{options.star}: {exc.strerror or exc}" + (f" ({name})" if name else "")) from None

@@ -13,76 +13,122 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
-from locband.errors import InputFileError
+from locband.commands._common import add_engine_arguments, engine_from_args
+from locband.engine.metrics import real_space_correlation
+from locband.engine.synthetic import SyntheticPair, synthetic_pair
+from locband.engine.wiener import global_wiener_filter
+from locband.errors import OptionError
 from locband.io.atomic import ensure_output_dir
-from locband.io.mrc import write_map
+from locband.io.mrc import read_map, write_map
 from locband.io.outputs import OutputSet
+from locband.options import OUT_DIR, QUIET, REPORT, EngineSettings, Option, add_arguments, values_from_namespace
+from locband.pipeline import FilterJob, filter_files
+from locband.progress import TerminalProgress
 
-__all__ = ["add_args", "run"]
+__all__ = ["OPTIONS", "DemoRequest", "add_args", "request_from_args", "run"]
 
 _PIXEL_SIZE = 1.5  # Å; a typical binned single-particle map
+_BOX_RANGE = (16, 512)  # voxels: smaller shows nothing, larger takes minutes
+
+#: the options of ``locband demo`` besides the engine's
+OPTIONS = (
+    dataclasses.replace(OUT_DIR, default="locband_demo"),
+    Option("box", "integer", "box edge in voxels", default=64, metavar="N"),
+    Option("noise", "positive", "noise level of each half", default=1.0, metavar="S"),
+    Option("seed", "integer", "random seed", default=0, metavar="N"),
+    QUIET,
+    REPORT,
+)
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """What ``locband demo`` was asked to do."""
+
+    out_dir: Path
+    box: int = 64
+    noise: float = 1.0
+    seed: int = 0
+    quiet: bool = False
+    report: bool = True
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``locband demo``."""
-    parser.add_argument("--out-dir", default="locband_demo", help="output folder (default ./locband_demo)")
-    parser.add_argument("--box", type=int, default=64, help="box edge in voxels (default 64)")
-    parser.add_argument("--noise", type=float, default=1.0, help="noise level of each half (default 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--no-report", action="store_true", help="skip the PNG/PDF report")
-    add_common_filter_args(parser)
+    add_arguments(parser, OPTIONS)
+    add_engine_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``locband demo``."""
-    from locband.engine.metrics import real_space_correlation
-    from locband.engine.synthetic import synthetic_pair
-    from locband.engine.wiener import global_wiener_filter
-    from locband.io.mrc import read_map
-    from locband.pipeline import filter_files
+def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> DemoRequest:
+    """The parsed options as a request (pure).
 
-    if not 16 <= args.box <= 512:
-        raise InputFileError(f"--box must be between 16 and 512 voxels, got {args.box}")
-    if not args.noise > 0:
-        raise InputFileError(f"--noise must be > 0, got {args.noise}")
-    t0 = time.perf_counter()
-    out = ensure_output_dir(args.out_dir)
-    pair = synthetic_pair((args.box,) * 3, kind="rigid_flexible", noise_std=args.noise, seed=args.seed)
-    inputs = OutputSet(out, manifest=False)  # the demo's inputs, not a run's output set
-    files = {}
-    for name, vol in (("half1", pair.half1), ("half2", pair.half2), ("truth", pair.truth), ("mask", pair.mask)):
-        files[name] = inputs.add(f"demo_{name}.mrc", functools.partial(_write, vol=vol))
+    Raises
+    ------
+    OptionError
+        ``--box`` outside 16-512 or ``--noise`` not > 0.
+    """
+    v = values_from_namespace(args, OPTIONS)
+    if not _BOX_RANGE[0] <= v["box"] <= _BOX_RANGE[1]:
+        raise OptionError(f"--box must be between {_BOX_RANGE[0]} and {_BOX_RANGE[1]} voxels, got {v['box']}")
+    return DemoRequest(out_dir=Path(v["out_dir"]), box=v["box"], noise=v["noise"], seed=v["seed"], quiet=v["quiet"],
+                       report=v["report"], engine=engine_from_args(args))
+
+
+def _write(path: Path, *, vol: npt.NDArray[np.float32]) -> None:
+    write_map(path, vol, pixel_size_angstrom=_PIXEL_SIZE)
+
+
+def _write_inputs(out: Path, pair: SyntheticPair) -> dict[str, Path]:
+    """The demo's inputs (not an output set of a run: no manifest)."""
+    inputs = OutputSet(out, manifest=False)
+    files = {name: inputs.add(f"demo_{name}.mrc", functools.partial(_write, vol=getattr(pair, name)))
+             for name in ("half1", "half2", "truth", "mask")}
     inputs.commit()
-    summary = filter_files(files["half1"], files["half2"], mask_path=files["mask"], out_dir=out,
-                           params=params_from_args(args), workers=args.threads, backend=args.fft_backend,
-                           report=not args.no_report, progress=TerminalProgress(enabled=not args.quiet))
-    filtered = read_map(Path(summary["outputs"]["full"])).data
-    glob, _, _ = global_wiener_filter(pair.half1, pair.half2, mask=pair.mask, workers=args.threads)
+    return files
+
+
+def _print_quality(req: DemoRequest, pair: SyntheticPair, summary: dict[str, Any], threads: int) -> None:
+    outputs = summary["outputs"]
+    filtered = read_map(Path(outputs["full"])).data
+    glob, _, _ = global_wiener_filter(pair.half1, pair.half2, mask=pair.mask, workers=threads)
     raw = (pair.half1 + pair.half2) * np.float32(0.5)
-    print(f"locband demo: {args.box}^3 synthetic particle, rigid half sharp, flexible half blurred by "
-          f"{pair.blur_sigma_voxels['flexible']:.1f} voxels; outputs in {out}")
+    print(f"locband demo: {req.box}^3 synthetic particle, rigid half sharp, flexible half blurred by "
+          f"{pair.blur_sigma_voxels['flexible']:.1f} voxels; outputs in {req.out_dir}")
     print("correlation with the truth   raw average   global FSC filter   locband")
     for region in ("rigid", "flexible"):
         m = pair.regions[region]
         cc = [real_space_correlation(v, pair.truth, weights=m) for v in (raw, glob, filtered)]
         print(f"  {region:<26} {cc[0]:11.3f} {cc[1]:19.3f} {cc[2]:9.3f}   "
               f"(locband {cc[2] - cc[1]:+.3f} vs global, {cc[2] - cc[0]:+.3f} vs raw)")
+    local_res = read_map(Path(outputs["local_resolution"])).data
     res = summary["local_resolution_angstrom"]
-    local_res = read_map(Path(summary["outputs"]["local_resolution"])).data
     print(f"local resolution (median) rigid {np.median(local_res[pair.regions['rigid']]):.2f} Å, "
           f"flexible {np.median(local_res[pair.regions['flexible']]):.2f} Å; "
-          f"within the mask {res['p5']:.2f}-{res['p95']:.2f} Å | {time.perf_counter() - t0:.1f} s")
+          f"within the mask {res['p5']:.2f}-{res['p95']:.2f} Å", end="")
+
+
+def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
+    """Run ``locband demo``."""
+    t0 = time.perf_counter()
+    req = request_from_args(args, extra)
+    out = ensure_output_dir(req.out_dir)
+    pair = synthetic_pair((req.box,) * 3, kind="rigid_flexible", noise_std=req.noise, seed=req.seed)
+    files = _write_inputs(out, pair)
+    job = FilterJob(half1=files["half1"], half2=files["half2"], out_dir=out, mask=files["mask"],
+                    engine=req.engine, report=req.report)
+    summary = filter_files(job, progress=TerminalProgress(enabled=not req.quiet))
+    _print_quality(req, pair, summary, job.engine.threads)
+    print(f" | {time.perf_counter() - t0:.1f} s")
     return 0
-
-
-def _write(path: Path, *, vol: np.ndarray) -> None:
-    write_map(path, vol, pixel_size_angstrom=_PIXEL_SIZE)
-

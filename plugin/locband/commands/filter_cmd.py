@@ -22,43 +22,62 @@ For example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
-from locband.errors import InputFileError
+from locband.commands._common import add_engine_arguments, engine_from_args
+from locband.options import HALF1, HALF2, MASK, OUT_DIR, PIXEL_SIZE, QUIET, REPORT, add_arguments, values_from_namespace
+from locband.pipeline import FilterJob, filter_files
+from locband.progress import TerminalProgress
+from locband.summary import fsc_text
 
-__all__ = ["add_args", "run"]
+__all__ = ["OPTIONS", "FilterCommand", "add_args", "request_from_args", "run"]
+
+#: the options of ``locband filter`` besides the engine's (:data:`locband.options.ENGINE`)
+OPTIONS = (HALF1, HALF2, MASK, dataclasses.replace(OUT_DIR, default="locband_out"), PIXEL_SIZE, QUIET, REPORT)
+
+
+@dataclass(frozen=True)
+class FilterCommand:
+    """What ``locband filter`` was asked to do: the run, and whether to show progress."""
+
+    job: FilterJob
+    quiet: bool = False
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``locband filter``."""
-    parser.add_argument("half1", help="half-map 1 (MRC)")
-    parser.add_argument("half2", help="half-map 2 (MRC)")
-    parser.add_argument("--mask", help="soft mask in [0, 1] (MRC)")
-    parser.add_argument("--out-dir", default="locband_out", help="output folder (default ./locband_out)")
-    parser.add_argument("--pixel-size", type=float, default=None, metavar="A",
-                        help="voxel size in Å (default: from the half-map headers)")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--no-report", action="store_true", help="skip the PNG/PDF report")
-    add_common_filter_args(parser)
+    add_arguments(parser, OPTIONS)
+    add_engine_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> FilterCommand:
+    """The parsed options as a request (pure: no file is looked at).
+
+    Raises
+    ------
+    OptionError
+        A value out of range (``--pixel-size``, ``--threads``), named.
+    ValueError
+        An engine setting out of range.
+    """
+    v = values_from_namespace(args, OPTIONS)
+    job = FilterJob(half1=Path(v["half1"]), half2=Path(v["half2"]), out_dir=Path(v["out_dir"]),
+                    mask=Path(v["mask"]) if v["mask"] else None, pixel_size_angstrom=v["pixel_size"],
+                    engine=engine_from_args(args), report=v["report"])
+    return FilterCommand(job=job, quiet=v["quiet"])
+
+
+def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
     """Run ``locband filter``."""
-    from locband.pipeline import filter_files
-    from locband.summary import fsc_text
-
     t0 = time.perf_counter()
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        raise InputFileError(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
-    params = params_from_args(args)
-    summary = filter_files(Path(args.half1), Path(args.half2), mask_path=Path(args.mask) if args.mask else None,
-                           out_dir=Path(args.out_dir), pixel_size_angstrom=args.pixel_size, params=params,
-                           workers=args.threads, backend=args.fft_backend, report=not args.no_report,
-                           progress=TerminalProgress(enabled=not args.quiet))
+    req = request_from_args(args, extra)
+    summary = filter_files(req.job, progress=TerminalProgress(enabled=not req.quiet))
     res = summary["local_resolution_angstrom"]
-    print(f"locband filter: wrote {args.out_dir} | FSC=0.143 {fsc_text(summary)} "
+    print(f"locband filter: wrote {req.job.out_dir} | FSC=0.143 {fsc_text(summary)} "
           f"(unmasked) | local resolution {res['p5']:.2f}-{res['p95']:.2f} Å (5-95 %) | "
           f"{summary['n_bands']} bands | {time.perf_counter() - t0:.1f} s")
     return 0

@@ -14,7 +14,8 @@ job folder (its mask: --in_mask, else the refinement's solvent mask). Job parame
 noise_threshold, criterion, apply_mask, band_snr, fft_backend, report.
 Unknown options are reported in run.out and otherwise ignored.
 
-Examples:
+Examples
+--------
   locband relion-external --o External/job012/ --in_3dref Refine3D/job010/run_half1_class001_unfil.mrc \
       --in_mask MaskCreate/job011/mask.mrc --criterion 0.143 --j 4
   locband relion-external --o External/job013/ --in_3dref Refine3D/job010/ --apply_mask yes --j 2
@@ -24,35 +25,110 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
 
-from locband.adapters.relion_external import add_relion_external_options
-from locband.adapters.relion_external import run as run_external
+from locband.adapters.relion_external import ExternalRequest, run_job
+from locband.errors import OptionError
+from locband.options import ENGINE, PIXEL_SIZE, REPORT, EngineSettings, Option
 
-__all__ = ["add_args", "run"]
+__all__ = ["ACCEPTS_UNKNOWN", "RELION_ARGUMENTS", "PARAMETERS", "ALIASES", "add_args", "request_from_args",
+           "parse_argv", "run"]
+
+#: RELION adds options of its own (--pipeline_control) and the user's "additional arguments"
+ACCEPTS_UNKNOWN = True
+
+#: what RELION passes itself (``RelionJob::getCommandsExternalJob``); all taken as text and
+#: converted by :func:`request_from_args`, so that nothing fails before the exit files can be written
+_THREADS = Option("j", "count", "the number of threads (the job's nr_threads)", metavar="N", default=1)
+RELION_ARGUMENTS: tuple[Option, ...] = (
+    Option("o", "path", "output folder (External/jobNNN/)", metavar="DIR"),
+    Option("in_3dref", "path", "a half-map (run_half1_class001_unfil.mrc) or a Refine3D job folder", metavar="MAP"),
+    Option("in_mask", "path", "soft mask (MRC)", metavar="MASK"),
+    _THREADS,
+    Option("pipeline_control", "path", "accepted and ignored (the exit files go to --o)", metavar="DIR"),
+)
+#: inputs an External job may be given that locband does not use (noted in run.out)
+_IGNORED_INPUTS = ("in_movies", "in_mics", "in_parts", "in_coords")
+
+#: job parameters (paramN_label / paramN_value in the GUI): label -> option
+PARAMETERS: dict[str, Option] = {
+    "half1": Option("half1", "path", "half-map 1 (overrides --in_3dref)", metavar="MRC"),
+    "half2": Option("half2", "path", "half-map 2 (default: found by name from half 1)", metavar="MRC"),
+    "angpix": PIXEL_SIZE,
+    **{o.name: o for o in ENGINE if o.name != "threads"},  # threads: RELION's own --j
+    "report": REPORT,
+}
+#: other spellings of a label (besides the label with dashes)
+ALIASES: dict[str, tuple[str, ...]] = {"angpix": ("pixel_size",), "pipeline_control": ("pipeline-control",)}
+_METAVARS = {"switch": "yes|no", "switch-off": "yes|no", "path": "MRC", "positive": "A", "number": "X"}
+
+
+def _flags(label: str) -> list[str]:
+    names = (label, *ALIASES.get(label, ()))
+    return [f"--{n}" for n in names] + [f"--{n.replace('_', '-')}" for n in names if "_" in n]
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    """Register the options of ``locband relion-external`` (all taken as text; see the adapter)."""
-    add_relion_external_options(parser)
-    parser.set_defaults(_accepts_unknown=True)
+    """Register every option the External job understands, all as text (see :func:`request_from_args`)."""
+    parser.allow_abbrev = False  # a user label must never be taken for the prefix of another
+    text: dict[str, Any] = {"nargs": "?", "const": "", "default": None}
+    g = parser.add_argument_group("passed by RELION")
+    for o in RELION_ARGUMENTS:
+        flags = [f"--{o.name}", *(f"--{a}" for a in ALIASES.get(o.name, ()))]
+        g.add_argument(*flags, dest=o.name, metavar=o.metavar, help=o.help, **text)
+    for name in _IGNORED_INPUTS:
+        g.add_argument(f"--{name}", dest=name, help=argparse.SUPPRESS, **text)
+    p = parser.add_argument_group("job parameters (paramN_label / paramN_value in the GUI)")
+    for label, o in PARAMETERS.items():
+        metavar = "|".join(o.choices) if o.choices else _METAVARS.get(o.kind, "X")
+        p.add_argument(*_flags(label), dest=f"param_{label}", metavar=metavar, help=o.help_text().replace("%", "%%"),
+                       **text)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``locband relion-external`` from the raw tokens (parsing happens inside the job wrapper)."""
-    return run_external(_tokens(args))
+def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> ExternalRequest:
+    """Translate the parsed (text) options into an :class:`ExternalRequest`; pure.
+
+    Unknown options (``extra``) and unused RELION inputs are kept in ``ignored``, never fatal.
+
+    Raises
+    ------
+    OptionError
+        A missing ``--o``, or a value that is not of the expected kind or range (named).
+    """
+    if not args.o:
+        raise OptionError("--o OUTPUT_FOLDER is required (RELION passes --o External/jobNNN/)")
+    values = {o.name: o.parse_text(raw, called=f"job parameter --{label}")
+              for label, o in PARAMETERS.items() if (raw := getattr(args, f"param_{label}")) is not None}
+    if args.j is not None:
+        values["threads"] = _THREADS.parse_text(args.j, called="--j (number of threads)")
+    try:
+        engine = EngineSettings.from_values(values)
+    except ValueError as exc:
+        raise OptionError(f"job parameter out of range: {exc}") from None
+    ignored = [f"--{n} {getattr(args, n)}" for n in _IGNORED_INPUTS if getattr(args, n) is not None]
+    return ExternalRequest(out_dir=str(args.o), in_3dref=args.in_3dref or None, half1=values.get("half1"),
+                           half2=values.get("half2"), mask=args.in_mask or None,
+                           pixel_size_angstrom=values.get("pixel_size"), engine=engine,
+                           report=values.get("report", True), pipeline_control=args.pipeline_control,
+                           ignored=(*ignored, *extra))
 
 
-def _tokens(args: argparse.Namespace) -> list[str]:
-    """Rebuild the command line from the namespace, so that the adapter parses it under its exit-file guard."""
-    from locband.adapters.relion_external import OPTION_TABLE
+def parse_argv(argv: Sequence[str]) -> ExternalRequest:
+    """An External job command line (without the program) as a request: this command's parser, then
+    :func:`request_from_args`.
+    """
+    parser = argparse.ArgumentParser(prog="locband relion-external", add_help=False, allow_abbrev=False)
+    add_args(parser)
+    args, extra = parser.parse_known_args(list(argv))
+    return request_from_args(args, extra)
 
-    tokens: list[str] = []
-    for dest in ("o", "in_3dref", "in_mask", "j", "pipeline_control", "in_movies", "in_mics", "in_parts", "in_coords"):
-        value = getattr(args, dest, None)
-        if value is not None:
-            tokens += [f"--{dest}"] + ([value] if value != "" else [])
-    for label in OPTION_TABLE:
-        value = getattr(args, f"param_{label}", None)
-        if value is not None:
-            tokens += [f"--{label}"] + ([value] if value != "" else [])
-    return tokens + list(getattr(args, "_extra", []))
+
+def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
+    """Run ``locband relion-external``: the request is read inside the job, so that even a bad
+    option ends with ``RELION_JOB_EXIT_FAILURE`` in ``--o``.
+    """
+    if not args.o:
+        raise OptionError("--o OUTPUT_FOLDER is required (RELION passes --o External/jobNNN/)")
+    return run_job(str(args.o), lambda: request_from_args(args, extra), stdout=sys.stdout, stderr=sys.stderr)

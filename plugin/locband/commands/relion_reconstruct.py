@@ -9,7 +9,8 @@ classification and non-split runs get RELION's plain MAP reconstruction (one log
 One line per call goes to stdout (RELION's run.out), a JSON record to <job>/locband_extrec.jsonl,
 errors to stderr (run.err) with exit code 1. RELION's FSC is never rewritten.
 
-Examples:
+Examples
+--------
   export RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE=/opt/locband/wrappers/locband-relion-reconstruct
   mpirun -n 3 -x RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE relion_refine_mpi --auto_refine ... --external_reconstruct
   # options go into the variable (RELION runs it through sh -c):
@@ -22,56 +23,56 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Sequence
 
-from locband.commands._common import add_common_filter_args, params_from_args
-from locband.errors import InputFileError
+from locband.adapters import relion_extrec as hook
+from locband.commands._common import add_engine_arguments, engine_from_args
+from locband.options import MASK, PIXEL_SIZE, Option, add_arguments, values_from_namespace
 
-__all__ = ["add_args", "request_from_args", "run"]
+__all__ = ["OPTIONS", "add_args", "request_from_args", "run"]
+
+#: the hook's options besides the engine's (they go into RELION_EXTERNAL_RECONSTRUCT_EXECUTABLE)
+OPTIONS = (
+    Option("star", "path", "<root>_external_reconstruct.star written by relion_refine", flag="", metavar="STAR",
+           required=True),
+    Option("mask", "path", "solvent mask (MRC) for the masked FSC in the log and --apply-mask (default: "
+           "rlnSolventMaskName of the previous optimiser.star, else job.star fn_mask)", MASK.label, metavar="MASK"),
+    Option("pixel_size", "positive", "voxel size in Å (default: the STAR file (RELION 4+), else the previous "
+           "model.star)", PIXEL_SIZE.label, metavar="A", unit="Å"),
+    Option("timeout", "positive", "longest wait in seconds for the other half-set call", default=1800.0,
+           metavar="S", unit="seconds"),
+    Option("final", "choice", "final joined iteration: RELION's plain MAP reconstruction, or the locally weighted "
+           "average of the last pair of half maps", default="plain", choices=("plain", "filter")),
+)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``locband relion-reconstruct``."""
-    parser.add_argument("star", help="<root>_external_reconstruct.star written by relion_refine")
-    parser.add_argument("--mask", default=None,
-                        help="solvent mask (MRC) for the masked FSC in the log and --apply-mask "
-                             "(default: rlnSolventMaskName of the previous optimiser.star, else job.star fn_mask)")
-    parser.add_argument("--pixel-size", type=float, default=None, metavar="A",
-                        help="voxel size in Å (default: the STAR file (RELION 4+), else the previous model.star)")
-    parser.add_argument("--timeout", type=float, default=1800.0, metavar="S",
-                        help="longest wait in seconds for the other half-set call (default 1800)")
-    parser.add_argument("--final", choices=("plain", "filter"), default="plain",
-                        help="final joined iteration: RELION's plain MAP reconstruction (default), or the locally "
-                             "weighted average of the last pair of half maps")
-    add_common_filter_args(parser)
+    add_arguments(parser, OPTIONS)
+    add_engine_arguments(parser)
 
 
-def request_from_args(args: argparse.Namespace) -> Any:
-    """Translate the parsed options into an :class:`~locband.adapters.relion_extrec.ExtRecRequest`."""
-    from locband.adapters import relion_extrec
+def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> hook.HookOptions:
+    """The parsed options as the hook's request (pure: the STAR file is read by the adapter).
 
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        raise InputFileError(f"--pixel-size must be > 0 Å, got {args.pixel_size}")
-    params = params_from_args(args)
-    return relion_extrec.build_request(args.star, pixel_size_angstrom=args.pixel_size, mask=args.mask,
-                                       final_mode=args.final, timeout_s=args.timeout, params=params,  # type: ignore[arg-type]
-                                       workers=args.threads, backend=args.fft_backend)
+    Raises
+    ------
+    OptionError
+        A value out of range, named.
+    """
+    v = values_from_namespace(args, OPTIONS)
+    return hook.HookOptions(star=v["star"], mask=v["mask"], pixel_size_angstrom=v["pixel_size"],
+                            timeout_s=v["timeout"], final_mode=v["final"], engine=engine_from_args(args))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
     """Run ``locband relion-reconstruct``."""
-    from locband.adapters import relion_extrec
-
     try:
-        req = request_from_args(args)
-    except (ValueError, TypeError, OSError) as exc:  # the other half must not wait for us in vain
-        relion_extrec.report_failure(args.star, f"{type(exc).__name__}: {exc}")
+        options = request_from_args(args, extra)
+    except (ValueError, TypeError) as exc:  # the other half must not wait for us in vain
+        hook.report_failure(args.star, f"{type(exc).__name__}: {exc}")
         raise
-    try:
-        relion_extrec.run(req, print_line=_print_line)
-    except OSError as exc:  # disk full, permissions: a one-line reason for run.err, not a traceback
-        name = getattr(exc, "filename", None)
-        raise InputFileError(f"{args.star}: {exc.strerror or exc}" + (f" ({name})" if name else "")) from None
+    hook.run_call(options, print_line=_print_line)
     sys.stdout.flush()
     return 0
 

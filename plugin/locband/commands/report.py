@@ -16,6 +16,8 @@ For example:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,25 +28,55 @@ from locband.io.mrc import read_map
 from locband.io.outputs import OutputSet, require_complete_set
 from locband.io.paths import is_dir, is_file
 from locband.io.summary import read_run_summary
+from locband.options import Option, add_arguments, values_from_namespace
 from locband.output_names import FILTER, REPORT
 from locband.pipeline import add_report, mean_of_halves
 
-__all__ = ["add_args", "run", "redraw"]
+__all__ = ["OPTIONS", "ReportRequest", "add_args", "request_from_args", "run", "redraw"]
+
+
+#: the options of ``locband report``
+OPTIONS = (
+    Option("out_dir", "path", "output folder of a locband run", flag="", metavar="OUT_DIR", required=True),
+    Option("half1", "path", "half-map 1 for the input panels (default: as in summary.json)", flag="--half1"),
+    Option("half2", "path", "half-map 2 for the input panels (default: as in summary.json)", flag="--half2"),
+    Option("mask", "path", "mask for the histogram and overlay (default: as in summary.json)"),
+)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``locband report``."""
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="output folder of a locband run")
-    parser.add_argument("--half1", help="half-map 1 for the input panels (default: as in summary.json)")
-    parser.add_argument("--half2", help="half-map 2 for the input panels (default: as in summary.json)")
-    parser.add_argument("--mask", help="mask for the histogram and overlay (default: as in summary.json)")
+    add_arguments(parser, OPTIONS)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``locband report``."""
-    if (args.half1 is None) != (args.half2 is None):
+@dataclass(frozen=True)
+class ReportRequest:
+    """What ``locband report`` was asked to do."""
+
+    out_dir: Path
+    half1: str | None = None
+    half2: str | None = None
+    mask: str | None = None
+
+
+def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> ReportRequest:
+    """The parsed options as a request (pure).
+
+    Raises
+    ------
+    OptionError
+        Only one of ``--half1`` and ``--half2``.
+    """
+    v = values_from_namespace(args, OPTIONS)
+    if (v["half1"] is None) != (v["half2"] is None):
         raise OptionError("give both --half1 and --half2, or neither (then summary.json names them)")
-    paths = redraw(Path(args.out_dir), half1=args.half1, half2=args.half2, mask=args.mask)
+    return ReportRequest(out_dir=Path(v["out_dir"]), half1=v["half1"], half2=v["half2"], mask=v["mask"])
+
+
+def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
+    """Run ``locband report``."""
+    req = request_from_args(args, extra)
+    paths = redraw(req.out_dir, half1=req.half1, half2=req.half2, mask=req.mask)
     print(f"locband report: wrote {', '.join(str(p) for p in paths)}")
     return 0
 

@@ -11,14 +11,11 @@ One table ``data_output_nodes`` with three columns, so that every RELION version
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from locband.errors import InputFileError
-from locband.io.atomic import atomic_write_text
 
-__all__ = ["OUTPUT_NODES_NAME", "OutputNode", "format_output_nodes", "write_output_nodes", "read_output_nodes"]
+__all__ = ["OUTPUT_NODES_NAME", "OutputNode", "format_output_nodes"]
 
 OUTPUT_NODES_NAME = "RELION_OUTPUT_NODES.star"
 
@@ -57,22 +54,3 @@ def format_output_nodes(nodes: list[OutputNode]) -> str:
     for n in nodes:
         lines.append(f"{_star_value(n.name):<{width}} {n.type_code:4d} {_star_value(n.type_label)}")
     return "\n".join(lines) + "\n\n"
-
-
-def write_output_nodes(out_dir: str | os.PathLike[str], nodes: list[OutputNode]) -> Path:
-    """Write ``RELION_OUTPUT_NODES.star`` into ``out_dir`` atomically; returns its path."""
-    target = Path(out_dir) / OUTPUT_NODES_NAME
-    atomic_write_text(target, format_output_nodes(nodes))
-    return target
-
-
-def read_output_nodes(path: str | os.PathLike[str]) -> list[OutputNode]:
-    """Read a node file written by :func:`write_output_nodes` (with ``starfile``)."""
-    import starfile
-
-    try:
-        table = starfile.read(path, always_dict=True)["output_nodes"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputFileError(f"{str(path)!r} is not a RELION output-node file: {exc}") from None
-    return [OutputNode(str(r["rlnPipeLineNodeName"]), int(r["rlnPipeLineNodeType"]), str(r["rlnPipeLineNodeTypeLabel"]))
-            for _, r in table.iterrows()]
