@@ -1,7 +1,8 @@
-"""Fixtures for the RELION integration tests: the programs, one cached data set, the locband hook.
+"""Fixtures for the RELION integration tests: the installations, one data set each, the locband hook.
 
-Without RELION the tests skip with a reason; under CI=true ``locband._pytest_ci`` turns that skip
-into a failure, because ``.ci/run`` installs RELION.
+``relion`` is parametrised over RELION 3.1 (on ``PATH``) and RELION 5.0.1 (``$LOCBAND_RELION5_BIN``,
+see ``relion_installs.py``); a missing installation skips its cases with a reason, and under
+CI=true ``locband._pytest_ci`` turns that skip into a failure, because ``.ci/run`` installs both.
 """
 
 from __future__ import annotations
@@ -10,23 +11,21 @@ import os
 from pathlib import Path
 
 import pytest
-
 import relion_data
+from relion_installs import INSTALLS, RelionInstall, require
+
+
+@pytest.fixture(scope="session", params=list(INSTALLS), ids=[f"relion{v}" for v in INSTALLS])
+def relion(request: pytest.FixtureRequest) -> RelionInstall:
+    """A RELION installation (3.1 on PATH, then 5.0.1 from $LOCBAND_RELION5_BIN); skip if it is not usable."""
+    return require(INSTALLS[request.param])
 
 
 @pytest.fixture(scope="session")
-def relion() -> None:
-    """Skip unless relion_project, relion_refine_mpi, relion_external_reconstruct and mpirun are on PATH."""
-    missing = relion_data.relion_missing()
-    if missing:
-        pytest.skip(f"RELION integration test needs {', '.join(missing)} on PATH "
-                    "(Debian: apt-get install relion openmpi-bin)")
-
-
-@pytest.fixture(scope="session")
-def relion_dataset(relion: None, tmp_path_factory: pytest.TempPathFactory) -> relion_data.Dataset:
-    """The CI data set (400 particles, 40 px, 3 Å/px, three conformations), built once per session."""
-    return relion_data.build_dataset(tmp_path_factory.mktemp("relion_project"))
+def relion_dataset(relion: RelionInstall, tmp_path_factory: pytest.TempPathFactory) -> relion_data.Dataset:
+    """The CI data set (400 particles, 40 px, 3 Å/px, three conformations), built once per installation."""
+    root = tmp_path_factory.mktemp(f"relion{relion.name}_project")
+    return relion_data.build_dataset(root, env=relion.environment())
 
 
 @pytest.fixture(scope="session")

@@ -217,8 +217,8 @@ def _particle_table(spec: DatasetSpec, rng: np.random.Generator) -> pd.DataFrame
     })
 
 
-def _run(argv: Sequence[str], *, cwd: Path, what: str) -> None:
-    proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False)
+def _run(argv: Sequence[str], *, cwd: Path, what: str, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}): {' '.join(argv)}\n"
                            f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -259,7 +259,8 @@ def write_truth(root: str | os.PathLike[str], spec: DatasetSpec) -> list[Path]:
     return [_write(f"conformation{c}.mrc", (rigid_vol + vol) * scale) for c, vol in enumerate(flex_vols, start=1)]
 
 
-def build_dataset(root: str | os.PathLike[str], spec: DatasetSpec | None = None) -> Dataset:
+def build_dataset(root: str | os.PathLike[str], spec: DatasetSpec | None = None, *,
+                  env: dict[str, str] | None = None) -> Dataset:
     """Simulate the volumes (:func:`write_truth`) and project the particles with ``relion_project``.
 
     Parameters
@@ -268,6 +269,8 @@ def build_dataset(root: str | os.PathLike[str], spec: DatasetSpec | None = None)
         Project directory (created). Maps go to ``root/Truth``, images to ``root/Particles``.
     spec : DatasetSpec, optional
         What to simulate; the defaults make the CI data set (400 particles, 40 px, 3 Å/px).
+    env : dict, optional
+        Environment of ``relion_project`` (its ``PATH`` picks the RELION installation); default: this process's.
 
     Returns
     -------
@@ -295,7 +298,7 @@ def build_dataset(root: str | os.PathLike[str], spec: DatasetSpec | None = None)
                        overwrite=True)
         _run(["relion_project", "--i", str(conf_map), "--o", f"Particles/conf{c}", "--ang",
               f"Particles/conf{c}_in.star", "--angpix", str(psize), "--ctf", "--add_noise",
-              "--white_noise", "1"], cwd=root, what="relion_project")
+              "--white_noise", "1"], cwd=root, what="relion_project", env=env)
         out = starfile.read(root / "Particles" / f"conf{c}.star", always_dict=True)["particles"]
         out["rlnClassNumber"] = c  # relion_project may drop unknown columns: set it again
         projected.append(out)
@@ -387,9 +390,12 @@ class RefineRun:
         return (self.out_dir / "run.err").read_text(errors="replace")
 
 
-def hook_environment(hook_command: str | None) -> dict[str, str]:
-    """Environment for relion_refine: the hook, this Python and locband first on the paths, MPI as root allowed."""
-    env = dict(os.environ)
+def hook_environment(hook_command: str | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for relion_refine: the hook, this Python and locband first on the paths, MPI as root allowed.
+
+    ``base`` (default ``os.environ``) picks the RELION installation through its ``PATH``.
+    """
+    env = dict(os.environ if base is None else base)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PLUGIN_DIR), env.get("PYTHONPATH", "")] if p)
     env["LOCBAND_PYTHON"] = sys.executable  # the interpreter the locband wrapper runs (it can import locband)
@@ -404,7 +410,8 @@ def hook_environment(hook_command: str | None) -> dict[str, str]:
 
 
 def run_refine(dataset: Dataset, name: str, *, hook_command: str | None, timeout_seconds: float,
-               iterations: int | None = 2, threads: int = 1, extra: Sequence[str] = ()) -> RefineRun:
+               iterations: int | None = 2, threads: int = 1, extra: Sequence[str] = (),
+               env: dict[str, str] | None = None) -> RefineRun:
     """Run relion_refine_mpi into ``Refine3D/<name>/run`` under ``dataset.root``.
 
     Parameters
@@ -419,6 +426,8 @@ def run_refine(dataset: Dataset, name: str, *, hook_command: str | None, timeout
         Kill the run after this long (raises ``subprocess.TimeoutExpired``).
     iterations, threads, extra
         As in :func:`refine_argv`.
+    env : dict, optional
+        Base environment (its ``PATH`` picks the RELION installation), see :func:`hook_environment`.
     """
     out_dir = dataset.root / "Refine3D" / name
     out_dir.mkdir(parents=True)
@@ -426,7 +435,7 @@ def run_refine(dataset: Dataset, name: str, *, hook_command: str | None, timeout
                        threads=threads, extra=extra)
     start = time.perf_counter()
     with open(out_dir / "run.out", "w") as out, open(out_dir / "run.err", "w") as err:
-        proc = subprocess.run(argv, cwd=dataset.root, env=hook_environment(hook_command), stdout=out,
+        proc = subprocess.run(argv, cwd=dataset.root, env=hook_environment(hook_command, env), stdout=out,
                               stderr=err, timeout=timeout_seconds, check=False)
     return RefineRun(returncode=proc.returncode, out_dir=out_dir, seconds=time.perf_counter() - start, argv=argv)
 

@@ -8,8 +8,8 @@ project made with ``pipeliner --new_project`` runs it from a ``--default_jobstar
 locband's own message. Also what RELION 3.1's ``relion_pipeliner`` does to such a project, since
 both programs keep their books in ``default_pipeline.star``.
 
-``default_pipeline.star`` is read with a small local helper (:func:`_pipeline`); the shared reader
-of RELION 3.1 / 4.0 / 5.0 pipeline files (issue 12) will replace it.
+``default_pipeline.star`` is read with locband's one reader of RELION 3.1 / 4.0 / 5.0 pipeline files,
+:func:`locband.io.relion_pipeline.read_pipeline` (the pipeliner writes the 4.0/5.0 label columns).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import starfile
 
 from locband.engine.synthetic import synthetic_pair
 from locband.io.mrc import write_map
+from locband.io.relion_pipeline import read_pipeline
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("pipeliner", reason="the CCP-EM pipeliner is not installed: pip install 'locband[ccpem]'")
@@ -78,15 +78,11 @@ def _pipeliner(project: Path, *args: str, check: bool = True) -> subprocess.Comp
     return _run([_program("pipeliner"), *args], project, check=check)
 
 
-def _pipeline(project: Path) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
-    """Processes (name -> (type label, status label)) and nodes (name -> type label) of a 4.0/5.0-style file."""
-    blocks = starfile.read(project / "default_pipeline.star", always_dict=True)
-    procs, nodes = blocks.get("pipeline_processes"), blocks.get("pipeline_nodes")
-    processes = {} if procs is None else dict(zip(
-        procs["rlnPipeLineProcessName"],
-        zip(procs["rlnPipeLineProcessTypeLabel"], procs["rlnPipeLineProcessStatusLabel"], strict=True), strict=True))
-    return processes, ({} if nodes is None else dict(zip(nodes["rlnPipeLineNodeName"],
-                                                          nodes["rlnPipeLineNodeTypeLabel"], strict=True)))
+def _pipeline(project: Path) -> tuple[dict[str, tuple[str | None, str]], dict[str, int | str]]:
+    """Processes (name -> (type label, status label)) and nodes (name -> type) of the project's pipeline."""
+    books = read_pipeline(project / "default_pipeline.star")
+    return ({name: (p.type_label, p.status.value) for name, p in books.processes.items()},
+            {name: n.type for name, n in books.nodes.items()})
 
 
 def _set_options(jobstar: Path, **values: str) -> None:

@@ -2,14 +2,14 @@
 
 Inputs are written exactly as relion_refine writes them before calling the hook (float32 MRC of
 shape (P, P, P//2+1), voxel size 0, STAR in RELION's layout), from a known map. Boxes of 32-40
-voxels keep each test to a few seconds. Needs relion_external_reconstruct on PATH (Debian
-package ``relion``); skipped with a reason otherwise, a failure under CI=true.
+voxels keep each test to a few seconds. Runs against RELION 3.1 (on PATH, Debian package ``relion``)
+and RELION 5.0.1 (``$LOCBAND_RELION5_BIN``); an installation that is missing skips its cases with a
+reason, a failure under CI=true.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from relion_installs import RelionInstall
 
 from locband.engine.metrics import real_space_correlation
 from locband.engine.reconstruct import reconstruct_from_sums, simulate_half_sums
@@ -26,9 +27,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 WRAPPER = REPO / "wrappers" / "locband-relion-reconstruct"
-RELION = shutil.which("relion_external_reconstruct")
-needs_relion = pytest.mark.skipif(RELION is None, reason="relion_external_reconstruct is not on PATH "
-                                                         "(install RELION, e.g. Debian's 'relion' package)")
 
 
 def _field(n: int, seed: int, width: float = 0.25) -> np.ndarray:
@@ -40,9 +38,11 @@ def _field(n: int, seed: int, width: float = 0.25) -> np.ndarray:
     return out.real / out.real.std()
 
 
-def _relion(star: str, out: Path, *args: str) -> np.ndarray:
-    assert RELION is not None
-    proc = subprocess.run([RELION, star, "--o", str(out), *args], capture_output=True, text=True)
+def _relion(relion: RelionInstall, star: str, out: Path, *args: str) -> np.ndarray:
+    program = relion.which("relion_external_reconstruct")
+    assert program is not None  # the relion fixture checked it
+    proc = subprocess.run([program, star, "--o", str(out), *args], capture_output=True, text=True,
+                          env=relion.environment())
     assert proc.returncode == 0, proc.stderr
     with mrcfile.open(out, permissive=True) as m:
         return np.array(m.data, dtype=np.float64)
@@ -67,16 +67,15 @@ def _numpy(star: str, *, regularised: bool) -> np.ndarray:
                                  tau2_fudge=s.tau2_fudge).astype(np.float64)
 
 
-@needs_relion
 @pytest.mark.parametrize(("n", "pad", "current"), [(32, 2.0, 32), (33, 2.0, 24), (30, 1.5, 20)])
 @pytest.mark.parametrize("regularised", [True, False])
-def test_numpy_reconstruction_matches_relion(tmp_path: Path, n: int, pad: float, current: int,
+def test_numpy_reconstruction_matches_relion(relion: RelionInstall, tmp_path: Path, n: int, pad: float, current: int,
                                              regularised: bool) -> None:
     stars = _write(tmp_path, n, pad=pad, current=current)
     extra = [] if regularised else ["--no_map"]
     ours = _numpy(stars[1], regularised=regularised)
-    exact = _relion(stars[1], tmp_path / "skip.mrc", "--skip_gridding", *extra)
-    gridded = _relion(stars[1], tmp_path / "grid.mrc", *extra)
+    exact = _relion(relion, stars[1], tmp_path / "skip.mrc", "--skip_gridding", *extra)
+    gridded = _relion(relion, stars[1], tmp_path / "grid.mrc", *extra)
     # the same algorithm as RELION's skip-gridding path: identical up to float32 rounding
     assert real_space_correlation(ours, exact) >= 0.999
     np.testing.assert_allclose(ours, exact, atol=1e-4 * np.abs(exact).max())
@@ -86,8 +85,7 @@ def test_numpy_reconstruction_matches_relion(tmp_path: Path, n: int, pad: float,
     assert real_space_correlation(ours, gridded) >= 0.98
 
 
-@needs_relion
-def test_hook_matches_relions_map_where_snr_is_uniform(tmp_path: Path) -> None:
+def test_hook_matches_relions_map_where_snr_is_uniform(relion: RelionInstall, tmp_path: Path) -> None:
     stars = _write(tmp_path, 40, seed=3)
     env = dict(os.environ, LOCBAND_PYTHON=sys.executable,
                PYTHONPATH=str(REPO / "plugin") + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -101,7 +99,7 @@ def test_hook_matches_relions_map_where_snr_is_uniform(tmp_path: Path) -> None:
         s = read_external_reconstruct_star(tmp_path / stars[h])
         with mrcfile.open(tmp_path / s.result) as m:
             ours = np.array(m.data, dtype=np.float64)
-        relion_map = _relion(str(tmp_path / stars[h]), tmp_path / f"relion_{h}.mrc")
+        relion_map = _relion(relion, str(tmp_path / stars[h]), tmp_path / f"relion_{h}.mrc")
         # local weights S/(S+N) equal the FSC where the SNR is the same everywhere, so the result
         # is RELION's MAP map (measured 0.995); 0.99 is the acceptance threshold of the issue
         assert real_space_correlation(ours, relion_map) >= 0.99

@@ -1,5 +1,6 @@
 """relion_refine_mpi with split halves and an external reconstruction program (the locband hook).
 
+Every RELION test runs once with RELION 3.1 and once with RELION 5.0.1 (``relion_installs.py``).
 What is run: ``mpirun -n 3 relion_refine_mpi --split_random_halves --external_reconstruct`` on the
 synthetic data set of ``relion_data.py`` (400 particles, 40 px, a rigid body and a flexible domain
 in three conformations, CTF, noise), 2 fixed iterations at 15 degrees, which takes about 20 s on
@@ -10,7 +11,10 @@ What is checked, for every call RELION makes (each iteration, each half, and the
 the hook's input STAR and its result map exist, the map has the right box and finite values, the
 reference RELION writes next equals the hook's map inside the particle radius (so RELION used it),
 and with the locband hook ``locband_extrec.jsonl`` has exactly one line naming that call and
-run.out one ``locband: itNNN`` line per call. A run
+run.out one ``locband: itNNN`` line per call. Which RELION ran is checked in the files themselves:
+the hook STAR files (written by the follower ranks) and the optimiser STAR file (the leader) carry
+that version's ``# version`` line, the optimiser STAR file its version string, and with RELION 5 the
+hook takes the pixel size from ``rlnPixelSize`` of its STAR file. A run
 with RELION's own ``relion_external_reconstruct`` as the hook checks the harness itself, and a
 hook that fails must make relion_refine_mpi stop with a non-zero exit.
 """
@@ -23,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import relion_data
+from relion_installs import RelionInstall, star_version
+
 from locband.io.mrc import read_map
 
 pytestmark = pytest.mark.integration
@@ -45,13 +50,18 @@ def _ball(box: int, radius: float) -> np.ndarray:
     return np.sqrt(x ** 2 + y ** 2 + z ** 2) < radius
 
 
-def _check_finished(run: relion_data.RefineRun) -> None:
+def _check_finished(run: relion_data.RefineRun, relion: RelionInstall) -> None:
     assert run.returncode == 0, f"relion_refine_mpi exit {run.returncode}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     assert "ERROR" not in run.stderr, run.stderr[-3000:]
+    # The leader wrote the optimiser files: "# RELION optimiser; version 5.0.1-..." and that version's STAR format.
+    optimiser = sorted(run.out_dir.glob("run_it*_optimiser.star"))[-1]
+    assert re.search(rf"^# RELION optimiser; version {re.escape(relion.version_prefix)}", optimiser.read_text(),
+                     flags=re.M), f"{optimiser} was not written by RELION {relion.name}"
+    assert star_version(optimiser) == relion.star_version, optimiser
 
 
 def _check_hook_calls(run: relion_data.RefineRun, dataset: relion_data.Dataset, roots: list[str],
-                      *, hook_name: str) -> None:
+                      *, hook_name: str, relion: RelionInstall) -> None:
     """Every call's inputs and map exist, RELION logged the call and kept the hook's map as the reference."""
     box = dataset.spec.box
     radius_px = dataset.spec.particle_diameter_angstrom / (2 * dataset.spec.pixel_size_angstrom)
@@ -64,7 +74,9 @@ def _check_hook_calls(run: relion_data.RefineRun, dataset: relion_data.Dataset, 
     assert logged == sorted(f"{r}_external_reconstruct.star" for r in roots if "_half2_" not in r), logged
     assert all(Path(program).name == hook_name for program, _ in calls), calls
     for root in roots:
-        assert (run.out_dir / f"{root}_external_reconstruct.star").is_file(), root
+        star = run.out_dir / f"{root}_external_reconstruct.star"
+        # written by the rank that made the call (1 = half 1 and the final call, 2 = half 2)
+        assert star_version(star) == relion.star_version, f"{star} was not written by RELION {relion.name}"
         hooked = read_map(run.out_dir / f"{root}_external_reconstruct.mrc", what=root).data
         assert hooked.shape == (box, box, box), root
         assert np.isfinite(hooked).all() and hooked.std() > 0, root
@@ -77,7 +89,8 @@ def _check_hook_calls(run: relion_data.RefineRun, dataset: relion_data.Dataset, 
                                    err_msg=f"{root}: RELION's next reference is not the hook's map")
 
 
-def _check_locband_log(run: relion_data.RefineRun, roots: list[str]) -> None:
+def _check_locband_log(run: relion_data.RefineRun, roots: list[str], *, relion: RelionInstall,
+                       pixel_size_angstrom: float) -> None:
     """``locband_extrec.jsonl`` has exactly one JSON line per call whose ``star`` is that call's STAR file."""
     log = run.out_dir / "locband_extrec.jsonl"
     assert log.is_file(), f"no {log}"
@@ -92,43 +105,49 @@ def _check_locband_log(run: relion_data.RefineRun, roots: list[str]) -> None:
         star = f"{root}_external_reconstruct.star"
         matching = [r for r in records if Path(str(r.get("star", ""))).name == star]
         assert len(matching) == 1, f"{len(matching)} log lines name {star}"
+        assert matching[0]["pixel_size_angstrom"] == pytest.approx(pixel_size_angstrom), matching[0]
+        if relion.major >= 4:  # 4.0 and later pass rlnPixelSize in the hook STAR file; 3.1 does not
+            assert matching[0]["pixel_size_source"] == "rlnPixelSize of the hook STAR file", matching[0]
 
 
-def test_harness_with_relion_own_reconstruction_as_hook(relion_dataset: relion_data.Dataset) -> None:
+def test_harness_with_relion_own_reconstruction_as_hook(relion: RelionInstall,
+                                                       relion_dataset: relion_data.Dataset) -> None:
     """Control: the harness and its checks pass with relion_external_reconstruct as the hook."""
     run = relion_data.run_refine(relion_dataset, "control", hook_command="relion_external_reconstruct",
-                                 timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=2)
-    _check_finished(run)
+                                 timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=2, env=relion.environment())
+    _check_finished(run, relion)
     _check_hook_calls(run, relion_dataset, _hook_roots(iterations=2),
-                      hook_name="relion_external_reconstruct")
+                      hook_name="relion_external_reconstruct", relion=relion)
     assert (run.out_dir / "run_it002_data.star").is_file()
 
 
-def test_refine_with_locband_hook(relion_dataset: relion_data.Dataset, locband_hook: Path) -> None:
+def test_refine_with_locband_hook(relion: RelionInstall, relion_dataset: relion_data.Dataset,
+                                  locband_hook: Path) -> None:
     """Two fixed iterations: every reference of every iteration and half came from locband."""
     run = relion_data.run_refine(relion_dataset, "locband_fixed", hook_command=str(locband_hook),
-                                 timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=2)
-    _check_finished(run)
+                                 timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=2, env=relion.environment())
+    _check_finished(run, relion)
     roots = _hook_roots(iterations=2)
-    _check_hook_calls(run, relion_dataset, roots, hook_name=locband_hook.name)
-    _check_locband_log(run, roots)
+    _check_hook_calls(run, relion_dataset, roots, hook_name=locband_hook.name, relion=relion)
+    _check_locband_log(run, roots, relion=relion, pixel_size_angstrom=relion_dataset.spec.pixel_size_angstrom)
     for suffix in ("data.star", "optimiser.star", "half1_model.star", "half2_model.star"):
         assert (run.out_dir / f"run_it002_{suffix}").is_file(), suffix
 
 
-def test_auto_refine_with_locband_hook_finishes(relion_dataset: relion_data.Dataset, locband_hook: Path) -> None:
+def test_auto_refine_with_locband_hook_finishes(relion: RelionInstall, relion_dataset: relion_data.Dataset,
+                                                locband_hook: Path) -> None:
     """Auto-refine to convergence: the final joined call also goes through locband; the final files exist."""
     run = relion_data.run_refine(relion_dataset, "locband_auto", hook_command=str(locband_hook),
-                                 timeout_seconds=AUTO_RUN_TIMEOUT_S, iterations=None)
-    _check_finished(run)
+                                 timeout_seconds=AUTO_RUN_TIMEOUT_S, iterations=None, env=relion.environment())
+    _check_finished(run, relion)
     joined = sorted(p.name for p in run.out_dir.glob("run_it*_class001_external_reconstruct.star")
                     if "_half" not in p.name)
     assert len(joined) == 1, f"expected one joined final call, found {joined}"
     last = int(joined[0][len("run_it"):len("run_it") + 3])
     # Iterations 1..last-1 have both half calls; the last (joined) iteration has one call, made by rank 1.
     roots = _hook_roots(iterations=last - 1) + [f"run_it{last:03d}_class001"]
-    _check_hook_calls(run, relion_dataset, roots, hook_name=locband_hook.name)
-    _check_locband_log(run, roots)
+    _check_hook_calls(run, relion_dataset, roots, hook_name=locband_hook.name, relion=relion)
+    _check_locband_log(run, roots, relion=relion, pixel_size_angstrom=relion_dataset.spec.pixel_size_angstrom)
     box = relion_dataset.spec.box
     for name in ("run_class001.mrc", "run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc"):
         assert read_map(run.out_dir / name, what=name).data.shape == (box, box, box), name
@@ -136,13 +155,14 @@ def test_auto_refine_with_locband_hook_finishes(relion_dataset: relion_data.Data
         assert (run.out_dir / name).is_file(), name
 
 
-def test_failing_hook_stops_relion(relion_dataset: relion_data.Dataset, tmp_path: Path) -> None:
+def test_failing_hook_stops_relion(relion: RelionInstall, relion_dataset: relion_data.Dataset,
+                                   tmp_path: Path) -> None:
     """A hook that exits non-zero makes relion_refine_mpi stop with a non-zero exit and say why."""
     hook = tmp_path / "failing-hook"
     hook.write_text("#!/bin/sh\necho \"failing-hook: deliberate failure on $1\" >&2\nexit 3\n")
     hook.chmod(0o755)
     run = relion_data.run_refine(relion_dataset, "failing_hook", hook_command=str(hook),
-                                 timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=1)
+                                 timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=1, env=relion.environment())
     assert run.returncode != 0
     assert "failing-hook: deliberate failure on" in run.stderr
     assert "there was something wrong with system call" in run.stdout + run.stderr

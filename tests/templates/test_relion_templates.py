@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import starfile
 
@@ -16,6 +17,7 @@ from locband.commands.relion_external import parse_argv as parse_relion_external
 REPO = Path(__file__).resolve().parents[2]
 RELION = REPO / "templates" / "relion"
 SCHEDULE = RELION / "schedule_3.1" / "Schedules" / "locband_refine"
+SCHEME = RELION / "scheme_5.0" / "Schemes" / "locband_refine"
 
 # RelionJob::initialiseExternalJob (3.1.3 src/pipeline_jobs.cpp) plus the Running tab options
 EXTERNAL_JOB_OPTIONS = (
@@ -187,4 +189,61 @@ def test_schedule_locband_job_reads_refine_output() -> None:
     # the scheduler swaps Schedules/locband_refine/refine/ for the real Refine3D job folder
     assert outputs[opts["in_3dref"]] == "Schedules/locband_refine/refine/"
     opts = {**opts, "in_mask": "MaskCreate/job001/mask.mrc"}
+    check_locband_command(external_command(opts))
+
+
+# --------------------------------------------------------------------------------------------
+# the 4.0/5.0 Scheme (written by RELION 5.0.1's relion_pipeliner and relion_schemer)
+# --------------------------------------------------------------------------------------------
+
+def _scheme_values(table: Any, kind: str) -> dict[str, str]:
+    names, values = table[f"rlnScheme{kind}VariableName"], table[f"rlnScheme{kind}VariableValue"]
+    return {str(k): str(v) for k, v in zip(names, values, strict=True)}
+
+
+def test_scheme_structure() -> None:
+    scheme = starfile.read(SCHEME / "scheme.star", always_dict=True)
+    assert scheme["scheme_general"]["rlnSchemeName"] == "Schemes/locband_refine/"
+    assert scheme["scheme_general"]["rlnSchemeCurrentNodeName"] == "refine"
+    table = scheme["scheme_jobs"]
+    jobs = dict(zip(table["rlnSchemeJobNameOriginal"], table["rlnSchemeJobMode"], strict=True))
+    assert jobs == {"refine": "new", "locband": "new"}
+    edges = scheme["scheme_edges"]
+    assert list(zip(edges["rlnSchemeEdgeInputNodeName"], edges["rlnSchemeEdgeOutputNodeName"],
+                    edges["rlnSchemeEdgeIsFork"], strict=True)) == [("refine", "locband", 0)]  # one plain edge
+    labels = {name: starfile.read(SCHEME / name / "job.star", always_dict=True)["job"]["rlnJobTypeLabel"]
+              for name in jobs}
+    assert labels == {"refine": "relion.refine3d", "locband": "relion.external"}
+    # RELION 5 wrote every file (CURRENT_MDT_VERSION 50001); 3.1 cannot read Schemes
+    for path in (SCHEME / "scheme.star", SCHEME / "refine" / "job.star", SCHEME / "locband" / "job.star"):
+        assert path.read_text().lstrip().startswith("# version 50001"), path
+
+
+def test_scheme_variables_are_defined() -> None:
+    scheme = starfile.read(SCHEME / "scheme.star", always_dict=True)
+    defined = _scheme_values(scheme["scheme_strings"], "String") | _scheme_values(scheme["scheme_floats"], "Float")
+    used = set()
+    for name in ("refine", "locband"):
+        used |= {v[2:] for v in job_options(SCHEME / name / "job.star").values() if v.startswith("$$")}
+    assert used == set(defined) == {"particles", "reference", "mask", "symmetry", "diameter"}
+    assert float(defined["diameter"]) > 0
+
+
+def test_scheme_refine_job_splits_halves() -> None:
+    opts = job_options(SCHEME / "refine" / "job.star")
+    # relion_refine_mpi with split halves needs a leader and one follower per half
+    assert int(opts["nr_mpi"]) >= 3
+    assert (opts["fn_img"], opts["fn_ref"], opts["fn_mask"]) == ("$$particles", "$$reference", "$$mask")
+    assert opts["do_blush"] == "No"  # --blush bypasses external programs (README, RELION refinement hook)
+
+
+def test_scheme_locband_job_reads_refine_output() -> None:
+    opts = job_options(SCHEME / "locband" / "job.star")
+    assert set(opts) == EXTERNAL_JOB_OPTIONS
+    # relion_schemer replaces "Schemes/locband_refine/refine/" with the Refine3D job it created
+    # (Scheme::changeStringForJobnames), so this names that job's half 1
+    assert opts["in_3dref"] == "Schemes/locband_refine/refine/run_half1_class001_unfil.mrc"
+    assert opts["in_mask"] == "$$mask"
+    assert Path(opts["qsubscript"]).name in {p.name for p in RELION.iterdir()}
+    opts = {**opts, "in_3dref": "Refine3D/job012/run_half1_class001_unfil.mrc", "in_mask": "MaskCreate/job001/mask.mrc"}
     check_locband_command(external_command(opts))
