@@ -17,11 +17,13 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from relion_hook_files import write_external_reconstruct_inputs
 from relion_installs import RelionInstall
+from relion_sums import simulate_half_sums
 
 from locband.engine.metrics import real_space_correlation
-from locband.engine.reconstruct import reconstruct_from_sums, simulate_half_sums
-from locband.io.relion_star import read_external_reconstruct_star, read_fourier_sums, write_external_reconstruct_inputs
+from locband.engine.reconstruct import reconstruct_from_sums
+from locband.io.relion_star import read_external_reconstruct_star, read_fourier_sums
 
 pytestmark = pytest.mark.integration
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugin"))
+sys.path[:0] = [str(REPO / "plugin"), str(REPO / "tests" / "helpers")]  # the test helpers write RELION's files
 
-from locband.engine.reconstruct import simulate_half_sums  # noqa: E402
-from locband.io.relion_star import write_external_reconstruct_inputs  # noqa: E402
+from relion_hook_files import write_external_reconstruct_inputs  # noqa: E402
+from relion_sums import simulate_half_sums  # noqa: E402
 
 WRAPPER = REPO / "wrappers" / "locband-relion-reconstruct"
 

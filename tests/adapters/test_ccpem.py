@@ -23,8 +23,8 @@ from locband.commands._common import engine_from_args  # noqa: E402
 from locband.engine.params import FilterParams  # noqa: E402
 from locband.engine.synthetic import synthetic_pair  # noqa: E402
 from locband.errors import InputFileError  # noqa: E402
-from locband.io.mrc import read_map, read_map_header, write_map  # noqa: E402
 from locband.inputs import check_inputs_agree, load_inputs  # noqa: E402
+from locband.io.mrc import read_map, read_map_header, write_map  # noqa: E402
 from locband.pipeline import FilterJob, filter_files  # noqa: E402
 
 #: flags of `locband filter` that the job sets itself rather than offering them

@@ -11,16 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import starfile
-
-from locband import cli
-from locband.adapters import _relion_control as ctl
 from node_files import read_output_nodes, write_output_nodes
 
-from locband.adapters.relion_external import NODE_TYPES, ExternalRequest, build_output_nodes, other_half, resolve_half_maps
+from locband import cli
+from locband.adapters.relion_external import (
+    NODE_TYPES,
+    ExternalRequest,
+    build_output_nodes,
+    lifecycle,
+    other_half,
+    resolve_half_maps,
+)
 from locband.commands.relion_external import parse_argv as parse_relion_external_args
 from locband.engine.params import FilterParams
 from locband.engine.synthetic import synthetic_pair
-from locband.errors import InputError, InputFileError
+from locband.errors import InputError, InputFileError, JobAborted
+from locband.io import relion_control as ctl
 from locband.io.mrc import write_map
 from locband.io.relion_nodes import OUTPUT_NODES_NAME
 
@@ -298,7 +304,7 @@ def _exit_files(d: Path) -> set[str]:
 
 def test_exit_file_on_success_replaces_stale_ones(tmp_path: Path) -> None:
     (tmp_path / ctl.RELION_JOB_EXIT_FAILURE).touch()  # from an earlier run of the same job
-    with ctl.relion_job(tmp_path, stdout=io.StringIO(), stderr=io.StringIO()):
+    with lifecycle.relion_job(tmp_path, stdout=io.StringIO(), stderr=io.StringIO()):
         assert _exit_files(tmp_path) == set()
     assert _exit_files(tmp_path) == {ctl.RELION_JOB_EXIT_SUCCESS}
 
@@ -306,7 +312,7 @@ def test_exit_file_on_success_replaces_stale_ones(tmp_path: Path) -> None:
 def test_exit_file_on_bad_input_has_one_line_reason(tmp_path: Path) -> None:
     err = io.StringIO()
     with pytest.raises(InputFileError):
-        with ctl.relion_job(tmp_path / "job", stdout=io.StringIO(), stderr=err):
+        with lifecycle.relion_job(tmp_path / "job", stdout=io.StringIO(), stderr=err):
             raise InputFileError("half-map 1 'x.mrc' does not exist")
     assert _exit_files(tmp_path / "job") == {ctl.RELION_JOB_EXIT_FAILURE}
     assert err.getvalue() == "locband: error: half-map 1 'x.mrc' does not exist\n"
@@ -315,7 +321,7 @@ def test_exit_file_on_bad_input_has_one_line_reason(tmp_path: Path) -> None:
 def test_exit_file_on_crash_has_traceback(tmp_path: Path) -> None:
     err = io.StringIO()
     with pytest.raises(RuntimeError):
-        with ctl.relion_job(tmp_path, stdout=io.StringIO(), stderr=err):
+        with lifecycle.relion_job(tmp_path, stdout=io.StringIO(), stderr=err):
             raise RuntimeError("boom")
     assert _exit_files(tmp_path) == {ctl.RELION_JOB_EXIT_FAILURE}
     assert "Traceback" in err.getvalue() and "RuntimeError: boom" in err.getvalue()
@@ -323,7 +329,7 @@ def test_exit_file_on_crash_has_traceback(tmp_path: Path) -> None:
 
 def test_exit_file_on_interrupt(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
-        with ctl.relion_job(tmp_path, stdout=io.StringIO(), stderr=io.StringIO()):
+        with lifecycle.relion_job(tmp_path, stdout=io.StringIO(), stderr=io.StringIO()):
             raise KeyboardInterrupt
     assert _exit_files(tmp_path) == {ctl.RELION_JOB_EXIT_FAILURE}
 
@@ -340,8 +346,8 @@ def test_abort_between_engine_stages(tmp_path: Path) -> None:
         if len(calls) == 2:
             (tmp_path / ctl.RELION_JOB_ABORT_NOW).touch()
 
-    with pytest.raises(ctl.JobAborted):
-        with ctl.relion_job(tmp_path, stdout=io.StringIO(), stderr=io.StringIO()) as job:
+    with pytest.raises(JobAborted):
+        with lifecycle.relion_job(tmp_path, stdout=io.StringIO(), stderr=io.StringIO()) as job:
             LocalFilter(pair.half1.shape, pixel_size_angstrom=1.0)(pair.half1, pair.half2,
                                                                    progress=job.progress(user_presses_abort))
     assert len(calls) == 2  # the engine stopped at the first check after the request

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from locband.engine.reconstruct import simulate_half_sums
-from locband.io.relion_star import write_external_reconstruct_inputs
+from relion_hook_files import write_external_reconstruct_inputs
+from relion_sums import simulate_half_sums
 
 REPO = Path(__file__).resolve().parents[2]
 WRAPPER = REPO / "wrappers" / "locband-relion-reconstruct"

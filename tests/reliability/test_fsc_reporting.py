@@ -61,7 +61,7 @@ def test_locband_report_redraws_a_run_without_any_crossing(tmp_path, capsys):
 
 def test_the_relion_hook_log_record_is_strict_json_and_says_what_its_numbers_are():
     from locband import local_filter
-    from locband.adapters.relion_extrec import _fsc_fields
+    from locband.adapters.relion_extrec.call import _fsc_fields
 
     h1, h2 = _noise_pair()
     result = local_filter(h1, h2, pixel_size_angstrom=PX, mask=np.ones_like(h1))

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["is_file", "is_dir", "exists", "same_path", "console_script"]
+__all__ = ["is_file", "is_dir", "exists", "same_path", "console_script", "remove"]
 
 
 def is_file(path: str | os.PathLike[str] | None) -> bool:
@@ -37,3 +37,18 @@ def console_script(name: str) -> str | None:
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which(name)
+
+
+def remove(path: str | os.PathLike[str]) -> bool:
+    """Remove the file at ``path``; True if there was one, False if there was nothing.
+
+    Raises
+    ------
+    OSError
+        It exists but cannot be removed (a folder, a missing permission).
+    """
+    try:
+        Path(path).unlink()
+    except FileNotFoundError:
+        return False
+    return True

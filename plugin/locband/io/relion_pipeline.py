@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import enum
 import os
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
+from locband.io.star import read_star
 
 __all__ = ["ProcessStatus", "PipelineProcess", "PipelineNode", "Pipeline", "read_pipeline"]
 
@@ -225,19 +224,8 @@ def read_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         The file is missing, not a STAR file, lacks ``data_pipeline_general``, or a table lacks the
         name or status/type columns of every RELION version.
     """
-    import starfile
-
-    p = Path(path)
-    where = str(p)
-    if not p.is_file():
-        raise InputFileError(f"RELION pipeline {where!r} does not exist" if not p.exists() else
-                             f"RELION pipeline {where!r} is not a file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # starfile warns on empty blocks, which a fresh pipeline has
-            blocks = starfile.read(p, always_dict=True)
-    except Exception as exc:  # starfile/pandas raise many types on malformed text
-        raise InputFileError(f"RELION pipeline {where!r} is not a readable STAR file: {exc}") from None
+    where = str(path)
+    blocks = read_star(path, what="RELION pipeline", allow_empty=True)
     general = _rows(blocks.get("pipeline_general"))
     if not general or "rlnPipeLineJobCounter" not in general[0]:
         raise InputFileError(f"RELION pipeline {where!r}: expected a data_pipeline_general block with "

@@ -1,9 +1,7 @@
-"""RELION job lifecycle: exit files, abort requests and the job log.
+"""RELION job lifecycle: which exit file for which ending, abort requests and the job log.
 
 RELION's pipeliner knows that a job has ended only from a file the job leaves in its output
-folder (``src/pipeline_control.h``): ``RELION_JOB_EXIT_SUCCESS``, ``RELION_JOB_EXIT_FAILURE`` or,
-after the user pressed *Abort* (which creates ``RELION_JOB_ABORT_NOW``),
-``RELION_JOB_EXIT_ABORTED``. A job that ends without one of them stays "Running" forever and
+folder (:mod:`locband.io.relion_control`). A job that ends without one stays "Running" forever and
 blocks ``relion_pipeliner --RunJobs`` and Schedules, so :func:`relion_job` writes one on every
 way out, including errors, Ctrl-C, and SIGTERM or SIGHUP (what ``scancel`` and queue systems
 send) once the command line has turned them into :class:`locband._signals.Interrupted`. Only a
@@ -16,38 +14,26 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from locband._signals import deferred
+from locband.engine.params import ProgressCallback
 from locband.errors import JobAborted, one_line
-from locband.io.atomic import atomic_write_text, ensure_output_dir
+from locband.io.atomic import ensure_output_dir
+from locband.io.relion_control import (
+    RELION_JOB_ABORT_NOW,
+    RELION_JOB_EXIT_ABORTED,
+    RELION_JOB_EXIT_FAILURE,
+    RELION_JOB_EXIT_SUCCESS,
+    abort_requested,
+    clear_exit_files,
+    remove_abort_request,
+    write_exit_file,
+    write_job_log,
+)
 
-__all__ = [
-    "RELION_JOB_EXIT_SUCCESS",
-    "RELION_JOB_EXIT_FAILURE",
-    "RELION_JOB_EXIT_ABORTED",
-    "RELION_JOB_ABORT_NOW",
-    "EXIT_FILES",
-    "LOG_NAME",
-    "JobAborted",
-    "JobControl",
-    "relion_job",
-]
-
-# Names exactly as in RELION's src/pipeline_control.h
-RELION_JOB_EXIT_SUCCESS = "RELION_JOB_EXIT_SUCCESS"
-RELION_JOB_EXIT_FAILURE = "RELION_JOB_EXIT_FAILURE"
-RELION_JOB_EXIT_ABORTED = "RELION_JOB_EXIT_ABORTED"
-RELION_JOB_ABORT_NOW = "RELION_JOB_ABORT_NOW"
-
-#: the files that tell RELION a job has ended
-EXIT_FILES = (RELION_JOB_EXIT_SUCCESS, RELION_JOB_EXIT_FAILURE, RELION_JOB_EXIT_ABORTED)
-#: the job's own log in the output folder (beside RELION's run.out)
-LOG_NAME = "locband.log"
-
-ProgressCallback = Callable[[float, str], None]
+__all__ = ["JobControl", "relion_job"]
 
 
 class JobControl:
@@ -64,10 +50,10 @@ class JobControl:
     @property
     def abort_requested(self) -> bool:
         """True once ``RELION_JOB_ABORT_NOW`` exists in the output folder."""
-        return (self.out_dir / RELION_JOB_ABORT_NOW).exists()
+        return abort_requested(self.out_dir)
 
     def check_abort(self, stage: str = "") -> None:
-        """Raise :class:`JobAborted` if the user asked to abort."""
+        """Raise :class:`~locband.errors.JobAborted` if the user asked to abort."""
         if self.abort_requested:
             where = f" during {stage}" if stage else ""
             raise JobAborted(f"abort requested ({RELION_JOB_ABORT_NOW} found){where}")
@@ -77,8 +63,7 @@ class JobControl:
         line = f"locband: {message}"
         print(line, file=self.stdout, flush=True)
         self._log_lines.append(line)
-        with contextlib.suppress(OSError):
-            atomic_write_text(self.out_dir / LOG_NAME, "\n".join(self._log_lines) + "\n")
+        write_job_log(self.out_dir, self._log_lines)
 
     def progress(self, inner: ProgressCallback | None = None) -> ProgressCallback:
         """Wrap ``inner`` into an engine progress callback that checks for an abort request on every call."""
@@ -91,26 +76,17 @@ class JobControl:
         return callback
 
 
-def _write_exit_file(out_dir: Path, name: str) -> None:
-    with deferred():  # a second SIGTERM must not cut this short: RELION waits for the file
-        for stale in EXIT_FILES:
-            if stale != name:
-                with contextlib.suppress(OSError):
-                    (out_dir / stale).unlink()
-        atomic_write_text(out_dir / name, "")
-
-
 @contextlib.contextmanager
 def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
                stderr: TextIO | None = None) -> Iterator[JobControl]:
     """Run the body as a RELION job in ``out_dir`` and always leave an exit file.
 
     Creates ``out_dir``, removes exit files of an earlier run, then yields a :class:`JobControl`.
-    On a normal end it writes ``RELION_JOB_EXIT_SUCCESS``. On :class:`JobAborted` (or when
-    ``RELION_JOB_ABORT_NOW`` exists at the end) it writes ``RELION_JOB_EXIT_ABORTED`` and removes
-    ``RELION_JOB_ABORT_NOW``. On any
-    other exception it prints the reason to stderr (``run.err``: one line for bad input and for
-    an interruption by SIGINT, SIGTERM or SIGHUP, the traceback for anything else), writes
+    On a normal end it writes ``RELION_JOB_EXIT_SUCCESS``. On :class:`~locband.errors.JobAborted`
+    (or when ``RELION_JOB_ABORT_NOW`` exists at the end) it writes ``RELION_JOB_EXIT_ABORTED``
+    and removes ``RELION_JOB_ABORT_NOW``. On any other exception it prints the reason to stderr
+    (``run.err``: one line for bad input, write errors and an interruption by SIGINT, SIGTERM or
+    SIGHUP, as :func:`locband.errors.one_line` says; the traceback for anything else), writes
     ``RELION_JOB_EXIT_FAILURE`` and re-raises, so that the caller can turn it into an exit code.
 
     Raises
@@ -120,9 +96,7 @@ def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
     """
     err = stderr if stderr is not None else sys.stderr
     out = ensure_output_dir(out_dir)
-    for stale in EXIT_FILES:
-        with contextlib.suppress(FileNotFoundError):
-            (out / stale).unlink()
+    clear_exit_files(out)
     job = JobControl(out, stdout=stdout)
     try:
         job.check_abort("start-up")
@@ -130,26 +104,28 @@ def relion_job(out_dir: str | Path, *, stdout: TextIO | None = None,
         job.check_abort("the last stage")
     except JobAborted as exc:
         print(f"locband: {exc}; stopping", file=err, flush=True)
-        _write_exit_file(out, RELION_JOB_EXIT_ABORTED)
-        # as RELION's External-job documentation asks: the request is answered, remove it, so
-        # that running the job again does not abort at once
-        with contextlib.suppress(OSError):
-            (out / RELION_JOB_ABORT_NOW).unlink()
+        write_exit_file(out, RELION_JOB_EXIT_ABORTED)
+        # as RELION's External-job documentation asks: the request is answered, remove it
+        remove_abort_request(out)
         raise
     except KeyboardInterrupt as exc:  # Ctrl-C, or scancel's SIGTERM turned into Interrupted
-        _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
+        write_exit_file(out, RELION_JOB_EXIT_FAILURE)
         print(f"locband: {exc if str(exc) else 'interrupted'}; job stopped, {RELION_JOB_EXIT_FAILURE} written",
               file=err, flush=True)
         raise
     except BaseException as exc:
-        message = one_line(exc)
-        if message is not None:  # expected (bad input, a write error): the message says it all
-            print(f"locband: error: {message}", file=err, flush=True)
-        else:
-            print(f"locband: job failed: {type(exc).__name__}: {exc}", file=err)
-            traceback.print_exc(file=err)
-            err.flush()
-        _write_exit_file(out, RELION_JOB_EXIT_FAILURE)
+        _say_why(exc, err)
+        write_exit_file(out, RELION_JOB_EXIT_FAILURE)
         raise
     else:
-        _write_exit_file(out, RELION_JOB_EXIT_SUCCESS)
+        write_exit_file(out, RELION_JOB_EXIT_SUCCESS)
+
+
+def _say_why(exc: BaseException, err: TextIO) -> None:
+    message = one_line(exc)
+    if message is not None:  # expected (bad input, a write error): the message says it all
+        print(f"locband: error: {message}", file=err, flush=True)
+        return
+    print(f"locband: job failed: {type(exc).__name__}: {exc}", file=err)
+    traceback.print_exc(file=err)
+    err.flush()

@@ -1,46 +1,4 @@
-"""RELION External job: what RELION passes in, what RELION reads back.
-
-RELION (3.1, 4.0, 5.0) starts an External job as (``RelionJob::getCommandsExternalJob``)::
-
-    <fn_exe> --o External/jobNNN/ [--in_3dref MAP] [--in_mask MASK] [--<label> <value> ...]
-             --j <threads> [additional arguments] [--pipeline_control External/jobNNN/]
-
-``--pipeline_control`` is appended only when the command line contains ``relion_``. A job
-parameter whose value is left empty arrives as a bare ``--<label>``.
-
-Translation table (each row is tested on its own in ``tests/adapters/test_relion_external.py``):
-
-================================  ==========================================================
-RELION argument                   locband
-================================  ==========================================================
-``--o DIR``                       output folder (created); exit files and node file go there
-``--in_3dref MAP|DIR``            a half-map (the other half is found by name: ``half1`` <->
-                                  ``half2``) or a Refine3D job folder
-                                  (``run_half1_class001_unfil.mrc`` there)
-``--in_mask MASK``                soft mask: masked FSC, report histogram, ``apply_mask``
-                                  (default with a Refine3D folder: ``rlnSolventMaskName`` of
-                                  its last ``run_it*_optimiser.star``, if that file exists)
-``--j N``                         FFT threads
-``--half1 F`` / ``--half2 F``     name the half-maps explicitly (override ``--in_3dref``)
-``--angpix A``                    voxel size in Å (default: MRC header); alias ``pixel_size``
-``--band_ratio R``                :attr:`FilterParams.band_ratio`
-``--window_wavelengths K``        :attr:`FilterParams.window_wavelengths`
-``--noise_threshold Z``           :attr:`FilterParams.noise_threshold`
-``--criterion C``                 :attr:`FilterParams.criterion`
-``--apply_mask [yes|no]``         :attr:`FilterParams.apply_mask`
-``--band_snr [yes|no]``           :attr:`FilterParams.keep_band_snr` (writes band_snr.mrc)
-``--fft_backend pyfftw|scipy``    FFT implementation
-``--report [yes|no]``             write report.png / report.pdf (default yes)
-``--pipeline_control DIR``        accepted and ignored (the exit files go to ``--o``)
-``--in_movies`` ... ``--in_coords`` accepted and ignored, with a note in run.out
-anything else                     ignored, with a note in run.out
-================================  ==========================================================
-
-Labels may also be written with dashes (``--band-ratio``), as on the ``locband filter`` command line.
-The command (:mod:`locband.commands.relion_external`) parses the command line into an
-:class:`ExternalRequest`; this module finds the files, runs the filter and writes what RELION
-reads, inside the job's lifecycle (:mod:`locband.adapters._relion_control`).
-"""
+"""The RELION External job: find the files of a request, filter, write what RELION reads back."""
 
 from __future__ import annotations
 
@@ -51,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from locband.adapters._relion_control import EXIT_FILES, LOG_NAME, RELION_JOB_ABORT_NOW, JobControl, relion_job
+from locband.adapters.relion_external.lifecycle import JobControl, relion_job
 from locband.errors import EXIT_FAILURE, EXIT_OK, InputFileError, JobAborted, exit_code
 from locband.io.atomic import ensure_output_dir
 from locband.io.paths import is_dir, is_file
+from locband.io.relion_control import EXIT_FILES, LOG_NAME, RELION_JOB_ABORT_NOW
+from locband.io.relion_metadata import last_optimiser_star, read_optimiser_general, solvent_mask_name
 from locband.io.relion_nodes import OutputNode, format_output_nodes
-from locband.io.relion_star import last_optimiser_star, read_optimiser_general, solvent_mask_name
 from locband.options import EngineSettings
 from locband.output_names import RELION_EXTERNAL
 from locband.pipeline import FilterJob, filter_files, plan_outputs
