@@ -17,7 +17,7 @@ import pytest
 from cryosparc.dataset import Dataset
 
 from locband import local_filter
-from locband.adapters import cryosparc_job as cj
+from locband.adapters import cryosparc as cj
 from locband.cli import main
 from locband.commands import cryosparc as cmd
 from locband.engine.synthetic import synthetic_pair

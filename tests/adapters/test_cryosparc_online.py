@@ -19,7 +19,7 @@ import pytest
 from cryosparc.dataset import Dataset
 
 from locband import local_filter
-from locband.adapters import cryosparc_job as cj
+from locband.adapters import cryosparc as cj
 from locband.cli import main
 from locband.engine.synthetic import synthetic_pair
 
@@ -313,13 +313,15 @@ def test_engine_warnings_reach_the_job_log(srv: Any, monkeypatch: pytest.MonkeyP
                                            capsys: pytest.CaptureFixture[str]) -> None:
     import warnings
 
-    real = cj._filter_maps
+    from locband.adapters.cryosparc import online
+
+    real = online.filter_maps
 
     def warning_filter(*args: Any, **kwargs: Any) -> Any:
         warnings.warn("half-maps look over-sharpened", RuntimeWarning, stacklevel=1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cj, "_filter_maps", warning_filter)
+    monkeypatch.setattr(online, "filter_maps", warning_filter)
     cs = cj.connect()
     try:
         with pytest.warns(RuntimeWarning, match="over-sharpened"):

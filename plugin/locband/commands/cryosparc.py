@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from locband.adapters.cryosparc_job import (
+from locband.adapters.cryosparc import (
     FilterRequest,
     LoopRequest,
     OfflineRequest,
@@ -120,14 +120,14 @@ def parse_refine_params(items: list[str]) -> dict[str, Any]:
 
 
 def filter_request(args: argparse.Namespace) -> FilterRequest:
-    """Argv (parsed) -> :class:`~locband.adapters.cryosparc_job.FilterRequest` (pure)."""
+    """Argv (parsed) -> :class:`~locband.adapters.cryosparc.FilterRequest` (pure)."""
     v = values_from_namespace(args, FILTER)
     return FilterRequest(project=v["project"], workspace=v["workspace"], job=v["job"], output=v["output"],
                          mask_slot=v["mask_slot"], engine=engine_from_args(args), title=v["title"])
 
 
 def offline_request(args: argparse.Namespace) -> OfflineRequest:
-    """Argv (parsed) -> :class:`~locband.adapters.cryosparc_job.OfflineRequest` (pure)."""
+    """Argv (parsed) -> :class:`~locband.adapters.cryosparc.OfflineRequest` (pure)."""
     v = values_from_namespace(args, OFFLINE)
     return OfflineRequest(source=Path(v["source"]), out_dir=Path(v["out_dir"]),
                           project_dir=Path(v["project_dir"]) if v["project_dir"] else None, mask_slot=v["mask_slot"],
@@ -135,7 +135,7 @@ def offline_request(args: argparse.Namespace) -> OfflineRequest:
 
 
 def loop_request(args: argparse.Namespace) -> LoopRequest:
-    """Argv (parsed) -> :class:`~locband.adapters.cryosparc_job.LoopRequest` (pure; checks the values)."""
+    """Argv (parsed) -> :class:`~locband.adapters.cryosparc.LoopRequest` (pure; checks the values)."""
     v = values_from_namespace(args, LOOP)
     if not v["refine_type"].strip():
         raise OptionError("--refine-type must name a cryoSPARC job type, e.g. new_local_refine")

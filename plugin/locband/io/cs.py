@@ -20,8 +20,9 @@ from typing import Any
 
 from locband.errors import InputFileError
 
-__all__ = ["VolumeSlot", "VolumeRecord", "require_cryosparc", "read_volume_cs", "find_volume_cs",
-           "volume_dataset", "write_volume_cs", "csg_text"]
+__all__ = ["VolumeSlot", "VolumeRecord", "require_cryosparc", "read_volume_cs", "find_volume_cs", "volume_cs_of",
+           "record_from_dataset", "volume_dataset", "write_volume_cs", "csg_text", "write_csg", "project_file",
+           "download", "upload"]
 
 INSTALL_HINT = "pip install 'locband[cryosparc]'"
 _VOLUME_CS = re.compile(r"^(?:cryosparc_P\d+_)?J(\d+)_(\d+)_volume\.cs$")
@@ -201,3 +202,32 @@ def csg_text(*, group_name: str, cs_name: str, slots: dict[str, str], title: str
         lines += [f"  {name}:", f"    metafile: '>{cs_name}'", "    num_items: 1", f"    type: volume.{dtype}"]
     lines.append(f"version: locband-{version}")
     return "\n".join(lines) + "\n"
+
+
+def write_csg(path: str | os.PathLike[str], **fields: Any) -> None:
+    """Write the ``.csg`` group file (:func:`csg_text` of ``fields``) to ``path`` (the caller makes it atomic)."""
+    Path(path).write_text(csg_text(**fields), encoding="utf-8")
+
+
+def volume_cs_of(source: str | os.PathLike[str]) -> Path:
+    """The volume ``.cs`` file of ``source``: a job folder (its last iteration's) or the file itself."""
+    return find_volume_cs(source) if Path(source).is_dir() else Path(source)
+
+
+def project_file(project_dir: str | os.PathLike[str], rel: str) -> Path | None:
+    """The project file ``rel`` (relative to the project folder, or absolute) if this machine sees it, else None."""
+    p = Path(rel)
+    local = p if p.is_absolute() else Path(project_dir) / p
+    return local if local.is_file() else None
+
+
+def download(project: Any, rel: str, target: Path) -> Path:
+    """Download the project file ``rel`` to ``target`` through a ``cryosparc.tools`` project; returns ``target``."""
+    project.download_file(rel, target=str(target))
+    return target
+
+
+def upload(job: Any, name: str, local: Path) -> None:
+    """Upload ``local`` into a cryoSPARC job's folder as ``name``."""
+    with open(local, "rb") as fh:  # an open handle: the client does not close the files it opens itself
+        job.upload(name, fh)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["is_file", "is_dir", "exists", "same_path", "console_script", "remove"]
+__all__ = ["is_file", "is_dir", "exists", "same_path", "resolved", "console_script", "remove", "temporary_folder",
+           "is_executable"]
 
 
 def is_file(path: str | os.PathLike[str] | None) -> bool:
@@ -31,10 +35,27 @@ def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+def resolved(path: str | os.PathLike[str]) -> Path:
+    """The absolute path with every link resolved (the file need not exist)."""
+    return Path(path).resolve()
+
+
+def is_executable(path: str | os.PathLike[str]) -> bool:
+    """True for a file this process may run."""
+    return Path(path).is_file() and os.access(path, os.X_OK)
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str) -> Iterator[Path]:
+    """A new private folder, removed with everything in it when the block ends."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        yield Path(name)
+
+
 def console_script(name: str) -> str | None:
     """An executable ``name`` beside the running Python (its environment's ``bin``), else on ``PATH``."""
     beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
+    if is_executable(beside):
         return str(beside)
     return shutil.which(name)
 

@@ -10,7 +10,7 @@ from typing import Any
 from locband.errors import InputFileError
 from locband.io.atomic import atomic_write_text
 
-__all__ = ["write_json", "read_json", "read_run_summary", "append_json_line"]
+__all__ = ["write_json", "read_json", "read_json_if_any", "read_run_summary", "append_json_line"]
 
 
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
@@ -35,6 +35,19 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(out, dict):
         raise ValueError(f"{str(path)!r} does not hold a JSON object")
     return out
+
+
+def read_json_if_any(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON object, or None when nothing is at ``path`` (a state file not written yet).
+
+    Raises
+    ------
+    OSError, ValueError
+        As :func:`read_json`, for a file that exists.
+    """
+    if not Path(path).exists():
+        return None
+    return read_json(path)
 
 
 def read_run_summary(path: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> dict[str, Any]:

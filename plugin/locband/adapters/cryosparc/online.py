@@ -1,0 +1,181 @@
+"""``locband cryosparc filter``: a refinement's half-maps filtered in a new External job.
+
+Reads the refinement's ``volume`` output, checks it, and only then creates an External job
+connected to it, filters, uploads filtered map, filtered halves and local resolution into the
+External job's folder and saves a ``volume`` output whose slot dtypes copy the source output's.
+Bad input therefore leaves nothing in the project; a failure after the job was created marks it
+failed with the reason (``with job.run()``). The maps are read in place where the project folder
+is visible from this machine, and downloaded otherwise.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from locband import __version__
+from locband.adapters.cryosparc.common import (
+    HALF_SLOTS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    OUTPUT_SLOTS,
+    FilterRequest,
+    build_output_fields,
+    check_against_record,
+    check_volume_record,
+    choose_mask_slot,
+    filter_maps,
+    output_slot_specs,
+)
+from locband.adapters.cryosparc.session import JobLog, api_call
+from locband.engine.params import ProgressCallback
+from locband.errors import CryosparcJobError
+from locband.inputs import load_inputs
+from locband.io.cs import VolumeRecord, download, project_file, record_from_dataset, upload
+from locband.io.mrc import MapData, write_map
+from locband.io.paths import temporary_folder
+from locband.io.summary import write_json
+from locband.output_names import cryosparc_upload_name
+from locband.summary import fsc_text, summarise
+
+__all__ = ["run_filter_job"]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The refinement's volume output, checked."""
+
+    project: Any
+    dtypes: dict[str, str]  # slot -> dtype of the source output
+    mask_slot: str | None
+    record: VolumeRecord
+
+    @property
+    def slots(self) -> list[str]:
+        return list(HALF_SLOTS) + ([self.mask_slot] if self.mask_slot else [])
+
+
+def _source(cs: Any, req: FilterRequest) -> _Source:
+    """Find and check the source output (nothing is created in the project here)."""
+    project = api_call(f"project {req.project}", lambda: cs.find_project(req.project))
+    src = api_call(f"job {req.job} in project {req.project}", lambda: cs.find_job(req.project, req.job))
+    outputs = src.outputs
+    if req.output not in outputs:
+        raise CryosparcJobError(f"job {req.project} {req.job} has no output {req.output!r} (outputs: {sorted(outputs)})")
+    out = outputs[req.output]
+    if out.type != "volume":
+        raise CryosparcJobError(f"output {req.output!r} of {req.project} {req.job} is of type {out.type!r}, expected "
+                                "'volume'")
+    dtypes = {r.name: r.dtype for r in out.results}
+    missing = [s for s in HALF_SLOTS if s not in dtypes]
+    if missing:
+        raise CryosparcJobError(f"volume output {req.output!r} of {req.project} {req.job} has no half maps: slots "
+                                f"{missing} are missing (found {sorted(dtypes)})")
+    mslot = choose_mask_slot(dtypes, req.mask_slot)
+    slots = list(HALF_SLOTS) + ([mslot] if mslot else [])
+    dset = api_call(f"output {req.output!r} of job {req.job}", lambda: src.load_output(req.output, slots=slots))
+    record = record_from_dataset(dset, source=f"{req.project} {req.job} output {req.output}")
+    check_volume_record(record)
+    return _Source(project, dtypes, mslot, record)
+
+
+def _fetch(project: Any, project_dir: str, rel: str, tmp: Path, what: str) -> tuple[Path, bool]:
+    """Local path of a project file: read in place where visible, else downloaded into ``tmp``."""
+    local = project_file(project_dir, rel)
+    if local is not None:
+        return local, False
+    target = tmp / f"{what}_{Path(rel).name}"
+    api_call(f"file {rel!r} of project {project.uid}", lambda: download(project, rel, target))
+    return target, True
+
+
+def _create_job(src: _Source, req: FilterRequest) -> Any:
+    """The External job, connected to the source output and with its output declared."""
+    ext = src.project.create_external_job(req.workspace, title=req.title,
+                                          desc=f"locband {__version__}: local band-wise filter of {req.job} {req.output}")
+    try:
+        ext.connect(INPUT_NAME, req.job, req.output, slots=[{"name": s, "dtype": src.dtypes[s]} for s in src.slots])
+        ext.add_output(type="volume", name=OUTPUT_NAME, slots=output_slot_specs(src.dtypes),
+                       title="locband filtered volume")
+    except Exception as exc:
+        ext.stop(error=f"locband could not set up the job: {exc}")
+        raise
+    return ext
+
+
+def run_filter_job(cs: Any, req: FilterRequest, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Filter a refinement's half-maps in a new External job (see the module docstring).
+
+    Returns
+    -------
+    dict
+        The summary, with ``external_job``, ``output``, ``source``, ``downloaded`` and ``mask_slot``.
+
+    Raises
+    ------
+    CryosparcJobError
+        Missing project, job, output or slot; a volume without half maps; disagreeing pixel sizes
+        (all raised before anything is created in the project).
+    Exception
+        Whatever failed after the External job was created; the job is then marked failed.
+    """
+    src = _source(cs, req)
+    rec = src.record.slots
+    project_dir = str(src.project.dir)  # one request to the server
+    with temporary_folder("locband_cs_") as tmp:
+        fetched = {s: _fetch(src.project, project_dir, rec[s].path, tmp, s) for s in src.slots if s in rec}
+        mask = fetched[src.mask_slot][0] if src.mask_slot and src.mask_slot in fetched else None
+        m1, m2, mk, px = load_inputs(fetched["map_half_A"][0], fetched["map_half_B"][0], mask, pixel_size_angstrom=None)
+        check_against_record(src.record, m1, px)
+        ext = _create_job(src, req)  # every input check has passed: only now does the project change
+        inputs = {"half1": f"{req.project}/{rec['map_half_A'].path}", "half2": f"{req.project}/{rec['map_half_B'].path}",
+                  "mask": f"{req.project}/{rec[src.mask_slot].path}" if mk is not None and src.mask_slot else None}
+        summary = _run_in_job(ext, req, (m1, m2, mk), px, tmp, src.mask_slot, inputs, progress)
+    summary.update(external_job=ext.uid, output=OUTPUT_NAME, source=f"{req.project} {req.job} {req.output}",
+                   downloaded=sorted(s for s, (_, dl) in fetched.items() if dl), mask_slot=src.mask_slot)
+    return summary
+
+
+def _upload_results(ext: Any, result: Any, summary: dict[str, Any], origin: tuple[float, float, float],
+                    px: float, tmp: Path) -> dict[str, str]:
+    """Maps and summary to the job's own folder; returns slot -> uploaded name."""
+    names = {slot: cryosparc_upload_name(ext.uid, slot) for slot in OUTPUT_SLOTS}
+    for slot, name in names.items():  # the output is saved only after all of them
+        upload(ext, name, write_map(tmp / name, getattr(result, OUTPUT_SLOTS[slot]), pixel_size_angstrom=px,
+                                    origin=origin))
+    summary_name = cryosparc_upload_name(ext.uid, "summary")
+    upload(ext, summary_name, write_json(tmp / summary_name, summary))
+    return names
+
+
+def _run_in_job(ext: Any, req: FilterRequest, maps: tuple[MapData, MapData, MapData | None], px: float, tmp: Path,
+                mslot: str | None, inputs: dict[str, str | None], progress: ProgressCallback | None) -> dict[str, Any]:
+    m1, m2, mk = maps
+    log = JobLog(ext)
+
+    def both(fraction: float, message: str) -> None:
+        log(fraction, message)
+        if progress is not None:
+            progress(fraction, message)
+
+    with ext.run():
+        ext.log(f"locband {__version__}: filtering {req.job} {req.output} ({'x'.join(map(str, m1.data.shape))} "
+                f"voxels, {px:.4f} Å, mask {mslot or 'none'})")
+        with warnings.catch_warnings(record=True) as caught:  # data-quality warnings go to the job's log too
+            warnings.simplefilter("always")
+            result = filter_maps(m1, m2, mk, px, req.engine, both)
+        for w in caught:
+            ext.log(f"locband: {w.message}", level="warning")
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        summary = summarise(result, inputs=inputs, timings={}, mask=None if mk is None else mk.data)
+        names = _upload_results(ext, result, summary, m1.origin, px, tmp)
+        dset = ext.alloc_output(OUTPUT_NAME, 1)
+        for key, value in build_output_fields({s: f"{ext.uid}/{n}" for s, n in names.items()},
+                                              shape=result.full.shape, pixel_size_angstrom=px).items():
+            dset[key] = value
+        ext.save_output(OUTPUT_NAME, dset)
+        which = "unmasked" if summary["fsc"]["masked"] is None else "masked"
+        ext.log(f"locband: done; FSC=0.143 {fsc_text(summary, which)} ({which}); output '{OUTPUT_NAME}' saved")
+    return summary
