@@ -11,6 +11,7 @@ cryosparc-tools is an optional extra, imported inside the functions.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,8 +31,6 @@ _VOLUME_CS = re.compile(r"^(?:cryosparc_P\d+_)?J(\d+)_(\d+)_volume\.cs$")
 
 def require_cryosparc(module: str = "cryosparc.dataset") -> ModuleType:
     """Import a cryosparc-tools module or raise a clear error naming the extra to install."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:

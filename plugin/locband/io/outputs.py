@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from locband import __version__
 from locband._signals import deferred
 from locband.errors import OutputFileError
 from locband.io.atomic import check_output_dir, ensure_output_dir
@@ -291,8 +292,6 @@ def _unlink_all(paths: Iterable[Path]) -> None:
 
 
 def _manifest_text(run_id: str, files: dict[str, dict[str, Any]]) -> str:
-    from locband import __version__
-
     return json.dumps({"locband_manifest": _MANIFEST_FORMAT, "run_id": run_id, "locband_version": __version__,
                        "written_unix": round(time.time(), 3), "files": files}, indent=2) + "\n"
 

@@ -11,11 +11,13 @@ One table ``data_output_nodes`` with three columns, so that every RELION version
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from locband.errors import InputFileError
 
-__all__ = ["OUTPUT_NODES_NAME", "OutputNode", "format_output_nodes"]
+__all__ = ["OUTPUT_NODES_NAME", "OutputNode", "format_output_nodes", "write_node_file"]
 
 OUTPUT_NODES_NAME = "RELION_OUTPUT_NODES.star"
 
@@ -54,3 +56,8 @@ def format_output_nodes(nodes: list[OutputNode]) -> str:
     for n in nodes:
         lines.append(f"{_star_value(n.name):<{width}} {n.type_code:4d} {_star_value(n.type_label)}")
     return "\n".join(lines) + "\n\n"
+
+
+def write_node_file(path: str | os.PathLike[str], text: str) -> None:
+    """Write node-file text (:func:`format_output_nodes`) to ``path`` (the caller makes it atomic)."""
+    Path(path).write_text(text, encoding="utf-8")

@@ -15,7 +15,7 @@ from locband.io.atomic import ensure_output_dir
 from locband.io.paths import is_dir, is_file
 from locband.io.relion_control import EXIT_FILES, LOG_NAME, RELION_JOB_ABORT_NOW
 from locband.io.relion_metadata import last_optimiser_star, read_optimiser_general, solvent_mask_name
-from locband.io.relion_nodes import OutputNode, format_output_nodes
+from locband.io.relion_nodes import OutputNode, format_output_nodes, write_node_file
 from locband.options import EngineSettings
 from locband.output_names import RELION_EXTERNAL
 from locband.pipeline import FilterJob, filter_files, plan_outputs
@@ -188,7 +188,7 @@ def execute(req: ExternalRequest, job: JobControl, *, stdout: TextIO | None) -> 
     progress = job.progress(TerminalProgress(stdout, enabled=True) if stdout is not None else None)
     # the node file is part of the output set: RELION never sees nodes of another run's files
     summary = filter_files(run, progress=progress, names=RELION_EXTERNAL, also_writes=_BESIDE_THE_SET,
-                           extra_outputs={"nodes": lambda p: p.write_text(node_text, encoding="utf-8")})
+                           extra_outputs={"nodes": lambda p: write_node_file(p, node_text)})
     job.check_abort("writing the outputs")
     res = summary["local_resolution_angstrom"]
     job.log(f"done: FSC=0.143 {fsc_text(summary)} (unmasked); local resolution "
