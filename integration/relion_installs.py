@@ -7,7 +7,7 @@
 
 Each test that runs RELION is parametrised over both (ids ``relion3.1`` and ``relion5.0.1``). An
 installation that is missing or reports another version makes its cases skip with the reason;
-under ``CI=true`` that skip is a failure (``locband._pytest_ci``).
+under ``CI=true`` that skip is a failure (the repository's ``conftest.py``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every RELION test runs once with RELION 3.1 and once with RELION 5.0.1 (``relion_installs.py``).
 What is run: ``mpirun -n 3 relion_refine_mpi --split_random_halves --external_reconstruct`` on the
-synthetic data set of ``relion_data.py`` (400 particles, 40 px, a rigid body and a flexible domain
+synthetic data set of ``relion_phantom.py`` (400 particles, 40 px, a rigid body and a flexible domain
 in three conformations, CTF, noise), 2 fixed iterations at 15 degrees, which takes about 20 s on
 2 cores; and once ``--auto_refine`` to convergence (about 2 minutes), which also makes RELION's
 final joined call of the hook.
@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import relion_data
+import relion_phantom
+import relion_runner
+import relion_scoring
 from relion_installs import RelionInstall, star_version
 
 from locband.io.mrc import read_map
@@ -50,7 +52,7 @@ def _ball(box: int, radius: float) -> np.ndarray:
     return np.sqrt(x ** 2 + y ** 2 + z ** 2) < radius
 
 
-def _check_finished(run: relion_data.RefineRun, relion: RelionInstall) -> None:
+def _check_finished(run: relion_runner.RefineRun, relion: RelionInstall) -> None:
     assert run.returncode == 0, f"relion_refine_mpi exit {run.returncode}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     assert "ERROR" not in run.stderr, run.stderr[-3000:]
     # The leader wrote the optimiser files: "# RELION optimiser; version 5.0.1-..." and that version's STAR format.
@@ -60,7 +62,7 @@ def _check_finished(run: relion_data.RefineRun, relion: RelionInstall) -> None:
     assert star_version(optimiser) == relion.star_version, optimiser
 
 
-def _check_hook_calls(run: relion_data.RefineRun, dataset: relion_data.Dataset, roots: list[str],
+def _check_hook_calls(run: relion_runner.RefineRun, dataset: relion_phantom.Dataset, roots: list[str],
                       *, hook_name: str, relion: RelionInstall) -> None:
     """Every call's inputs and map exist, RELION logged the call and kept the hook's map as the reference."""
     box = dataset.spec.box
@@ -89,7 +91,7 @@ def _check_hook_calls(run: relion_data.RefineRun, dataset: relion_data.Dataset, 
                                    err_msg=f"{root}: RELION's next reference is not the hook's map")
 
 
-def _check_locband_log(run: relion_data.RefineRun, roots: list[str], *, relion: RelionInstall,
+def _check_locband_log(run: relion_runner.RefineRun, roots: list[str], *, relion: RelionInstall,
                        pixel_size_angstrom: float) -> None:
     """``locband_extrec.jsonl`` has exactly one JSON line per call whose ``star`` is that call's STAR file."""
     log = run.out_dir / "locband_extrec.jsonl"
@@ -111,9 +113,9 @@ def _check_locband_log(run: relion_data.RefineRun, roots: list[str], *, relion: 
 
 
 def test_harness_with_relion_own_reconstruction_as_hook(relion: RelionInstall,
-                                                       relion_dataset: relion_data.Dataset) -> None:
+                                                       relion_dataset: relion_phantom.Dataset) -> None:
     """Control: the harness and its checks pass with relion_external_reconstruct as the hook."""
-    run = relion_data.run_refine(relion_dataset, "control", hook_command="relion_external_reconstruct",
+    run = relion_runner.run_refine(relion_dataset, "control", hook_command="relion_external_reconstruct",
                                  timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=2, env=relion.environment())
     _check_finished(run, relion)
     _check_hook_calls(run, relion_dataset, _hook_roots(iterations=2),
@@ -121,10 +123,10 @@ def test_harness_with_relion_own_reconstruction_as_hook(relion: RelionInstall,
     assert (run.out_dir / "run_it002_data.star").is_file()
 
 
-def test_refine_with_locband_hook(relion: RelionInstall, relion_dataset: relion_data.Dataset,
+def test_refine_with_locband_hook(relion: RelionInstall, relion_dataset: relion_phantom.Dataset,
                                   locband_hook: Path) -> None:
     """Two fixed iterations: every reference of every iteration and half came from locband."""
-    run = relion_data.run_refine(relion_dataset, "locband_fixed", hook_command=str(locband_hook),
+    run = relion_runner.run_refine(relion_dataset, "locband_fixed", hook_command=str(locband_hook),
                                  timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=2, env=relion.environment())
     _check_finished(run, relion)
     roots = _hook_roots(iterations=2)
@@ -134,10 +136,10 @@ def test_refine_with_locband_hook(relion: RelionInstall, relion_dataset: relion_
         assert (run.out_dir / f"run_it002_{suffix}").is_file(), suffix
 
 
-def test_auto_refine_with_locband_hook_finishes(relion: RelionInstall, relion_dataset: relion_data.Dataset,
+def test_auto_refine_with_locband_hook_finishes(relion: RelionInstall, relion_dataset: relion_phantom.Dataset,
                                                 locband_hook: Path) -> None:
     """Auto-refine to convergence: the final joined call also goes through locband; the final files exist."""
-    run = relion_data.run_refine(relion_dataset, "locband_auto", hook_command=str(locband_hook),
+    run = relion_runner.run_refine(relion_dataset, "locband_auto", hook_command=str(locband_hook),
                                  timeout_seconds=AUTO_RUN_TIMEOUT_S, iterations=None, env=relion.environment())
     _check_finished(run, relion)
     joined = sorted(p.name for p in run.out_dir.glob("run_it*_class001_external_reconstruct.star")
@@ -155,13 +157,13 @@ def test_auto_refine_with_locband_hook_finishes(relion: RelionInstall, relion_da
         assert (run.out_dir / name).is_file(), name
 
 
-def test_failing_hook_stops_relion(relion: RelionInstall, relion_dataset: relion_data.Dataset,
+def test_failing_hook_stops_relion(relion: RelionInstall, relion_dataset: relion_phantom.Dataset,
                                    tmp_path: Path) -> None:
     """A hook that exits non-zero makes relion_refine_mpi stop with a non-zero exit and say why."""
     hook = tmp_path / "failing-hook"
     hook.write_text("#!/bin/sh\necho \"failing-hook: deliberate failure on $1\" >&2\nexit 3\n")
     hook.chmod(0o755)
-    run = relion_data.run_refine(relion_dataset, "failing_hook", hook_command=str(hook),
+    run = relion_runner.run_refine(relion_dataset, "failing_hook", hook_command=str(hook),
                                  timeout_seconds=FIXED_RUN_TIMEOUT_S, iterations=1, env=relion.environment())
     assert run.returncode != 0
     assert "failing-hook: deliberate failure on" in run.stderr
@@ -174,12 +176,12 @@ def test_failing_hook_stops_relion(relion: RelionInstall, relion_dataset: relion
 
 def test_euler_matrices_are_rotations_with_known_angles() -> None:
     rng = np.random.default_rng(7)
-    angles = relion_data.uniform_orientations(50, rng)
-    r = relion_data.euler_to_matrix(angles)
+    angles = relion_phantom.uniform_orientations(50, rng)
+    r = relion_scoring.euler_to_matrix(angles)
     # float64 products of unit-length rows: orthonormal to rounding (~1e-15); 1e-12 leaves margin.
     np.testing.assert_allclose(np.einsum("nij,nkj->nik", r, r), np.broadcast_to(np.eye(3), r.shape), atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-12)
-    np.testing.assert_allclose(relion_data.euler_to_matrix([0.0, 0.0, 0.0])[0], np.eye(3), atol=1e-15)
+    np.testing.assert_allclose(relion_scoring.euler_to_matrix([0.0, 0.0, 0.0])[0], np.eye(3), atol=1e-15)
 
 
 @pytest.mark.parametrize(("fit", "expected_deg"), [
@@ -196,7 +198,7 @@ def test_angular_error_known_answers(fit: list[float], expected_deg: float) -> N
     truth = pd.DataFrame([["1@a.mrcs", 0.0, 0.0, 0.0]], columns=["rlnImageName", *cols])
     refined = pd.DataFrame([["1@a.mrcs", *fit]], columns=["rlnImageName", *cols])
     # arccos near 0 loses precision (~1e-6 deg for float64 traces); 1e-5 deg is far below any real error.
-    np.testing.assert_allclose(relion_data.angular_errors_degrees(refined, truth), [expected_deg], atol=1e-5)
+    np.testing.assert_allclose(relion_scoring.angular_errors_degrees(refined, truth), [expected_deg], atol=1e-5)
 
 
 def test_angular_error_rejects_unmatched_particles() -> None:
@@ -206,10 +208,10 @@ def test_angular_error_rejects_unmatched_particles() -> None:
     truth = pd.DataFrame([["1@a.mrcs", 0, 0, 0], ["2@a.mrcs", 0, 0, 0]], columns=cols)
     refined = pd.DataFrame([["1@a.mrcs", 0, 0, 0]], columns=cols)
     with pytest.raises(ValueError, match="1 of the 2 true particles"):
-        relion_data.angular_errors_degrees(refined, truth)
+        relion_scoring.angular_errors_degrees(refined, truth)
 
 
-def test_dataset_mixes_conformations_with_known_orientations(relion_dataset: relion_data.Dataset) -> None:
+def test_dataset_mixes_conformations_with_known_orientations(relion_dataset: relion_phantom.Dataset) -> None:
     import starfile
 
     spec = relion_dataset.spec

@@ -1,7 +1,7 @@
 """RELION 5.0.1's relion_schemer runs the shipped Scheme: Refine3D, then locband's External job on its half-maps.
 
 ``templates/relion/scheme_5.0/Schemes/locband_refine`` is copied into a project holding the CI data
-set (``relion_data.py``), its variables are set with ``relion_schemer --set_var``, and
+set (``relion_phantom.py``), its variables are set with ``relion_schemer --set_var``, and
 ``relion_schemer --run`` runs it: a 3D auto-refine to convergence with ``mpirun -n 3`` (coarse
 sampling for speed, set in the copied ``refine/job.star`` as a user would), then the External job,
 which RELION points at the Refine3D job it just created. Checked: both jobs finished in
@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import relion_data
+import relion_phantom
+import relion_runner
 import starfile
 from relion_installs import INSTALLS, RelionInstall, require, star_version
 
@@ -43,8 +44,8 @@ def relion5() -> RelionInstall:
 
 
 @pytest.fixture(scope="module")
-def dataset(relion5: RelionInstall, tmp_path_factory: pytest.TempPathFactory) -> relion_data.Dataset:
-    return relion_data.build_dataset(tmp_path_factory.mktemp("relion5_scheme"), env=relion5.environment())
+def dataset(relion5: RelionInstall, tmp_path_factory: pytest.TempPathFactory) -> relion_phantom.Dataset:
+    return relion_runner.build_dataset(tmp_path_factory.mktemp("relion5_scheme"), env=relion5.environment())
 
 
 def set_job_options(job_star: Path, values: dict[str, str]) -> None:
@@ -67,7 +68,7 @@ def _schemer(relion5: RelionInstall, project: Path, *args: str) -> subprocess.Co
                           capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
 
 
-def test_scheme_runs_refine3d_then_locband(relion5: RelionInstall, dataset: relion_data.Dataset,
+def test_scheme_runs_refine3d_then_locband(relion5: RelionInstall, dataset: relion_phantom.Dataset,
                                            tmp_path: Path) -> None:
     project = tmp_path
     for name in ("Particles", "Truth"):

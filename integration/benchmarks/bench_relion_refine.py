@@ -1,6 +1,6 @@
 """Benchmark: RELION 3.1 auto-refine to convergence with and without the locband hook.
 
-Builds the synthetic data set of ``integration/relion_data.py`` (a rigid body and a flexible
+Builds the synthetic data set of ``integration/relion_phantom.py`` (a rigid body and a flexible
 domain in several conformations, CTF, white noise, known orientations), then runs
 ``mpirun -n 3 relion_refine_mpi --auto_refine --split_random_halves`` twice from the same 30 Å
 reference: once with RELION's own reconstruction, once with ``--external_reconstruct`` and the
@@ -41,15 +41,16 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parents[1] / "plugin")]
 
 import numpy as np  # noqa: E402
+import relion_phantom  # noqa: E402
+import relion_runner  # noqa: E402
+import relion_scoring  # noqa: E402
 import starfile  # noqa: E402
 
-import relion_data  # noqa: E402
-
-QUICK = relion_data.DatasetSpec()  # the CI data set: 400 particles, 40 px, 3 Å/px
-FULL = relion_data.DatasetSpec(box=48, pixel_size_angstrom=2.5, n_particles=1200, snr=0.2)
+QUICK = relion_phantom.DatasetSpec()  # the CI data set: 400 particles, 40 px, 3 Å/px
+FULL = relion_phantom.DatasetSpec(box=48, pixel_size_angstrom=2.5, n_particles=1200, snr=0.2)
 
 
-def _final_resolution(run: relion_data.RefineRun) -> float:
+def _final_resolution(run: relion_runner.RefineRun) -> float:
     m = re.findall(r"Final resolution \(without masking\) is: ([\d.]+)", run.stdout)
     return float(m[-1]) if m else float("nan")
 
@@ -82,7 +83,7 @@ def _hook_logged_times(out_dir: Path) -> list[float]:
     return [float(r["seconds"]) for r in records if "seconds" in r]
 
 
-def _relion_reconstruct_times(run: relion_data.RefineRun, root: Path, *, n_calls: int) -> list[float]:
+def _relion_reconstruct_times(run: relion_runner.RefineRun, root: Path, *, n_calls: int) -> list[float]:
     """Time relion_external_reconstruct on the last ``n_calls`` half-set STAR files of a hook run."""
     stars = sorted(run.out_dir.glob("run_it*_half?_class001_external_reconstruct.star"))[-n_calls:]
     times = []
@@ -95,11 +96,11 @@ def _relion_reconstruct_times(run: relion_data.RefineRun, root: Path, *, n_calls
     return times
 
 
-def _score(name: str, run: relion_data.RefineRun, dataset: relion_data.Dataset) -> dict[str, object]:
+def _score(name: str, run: relion_runner.RefineRun, dataset: relion_phantom.Dataset) -> dict[str, object]:
     final_map = run.out_dir / "run_class001.mrc"
     refined = starfile.read(run.out_dir / "run_data.star", always_dict=True)["particles"]
     truth = starfile.read(dataset.truth_star, always_dict=True)["particles"]
-    errors = relion_data.angular_errors_degrees(refined, truth)
+    errors = relion_scoring.angular_errors_degrees(refined, truth)
     iteration_s = _iteration_times(run.out_dir)
     row: dict[str, object] = {
         "run": name, "returncode": run.returncode, "wall_s": round(run.seconds, 1),
@@ -112,22 +113,22 @@ def _score(name: str, run: relion_data.RefineRun, dataset: relion_data.Dataset) 
     # holds their FSC above 0.143 up to Nyquist: only their 0.5 crossing is reported.
     for part, mask in (("unmasked", None), ("masked", dataset.mask), ("rigid", dataset.rigid_mask),
                        ("flexible", dataset.flexible_mask)):
-        for key, value in relion_data.fsc_against_truth(final_map, dataset, mask_path=mask).items():
+        for key, value in relion_scoring.fsc_against_truth(final_map, dataset, mask_path=mask).items():
             if part in ("unmasked", "masked") or key.startswith("fsc0.5"):
                 row[f"truth_{key}_{part}"] = round(value, 2)
     return row
 
 
-def _run(dataset: relion_data.Dataset, name: str, hook: str | None, args: argparse.Namespace) -> relion_data.RefineRun:
+def _run(dataset: relion_phantom.Dataset, name: str, hook: str | None, args: argparse.Namespace) -> relion_runner.RefineRun:
     out_dir = dataset.root / "Refine3D" / name
     if args.reuse and (out_dir / "run_data.star").exists():
         print(f"reusing the finished run in {out_dir}", flush=True)
         start = min(p.stat().st_mtime for p in out_dir.glob("run_it000_*"))  # written within seconds of the start
         seconds = (out_dir / "run_data.star").stat().st_mtime - start
-        return relion_data.RefineRun(returncode=0, out_dir=out_dir, seconds=seconds)
+        return relion_runner.RefineRun(returncode=0, out_dir=out_dir, seconds=seconds)
     print(f"[{time.strftime('%H:%M:%S')}] auto-refine {name} ({hook or 'RELION internal reconstruction'}) ...",
           flush=True)
-    run = relion_data.run_refine(dataset, name, hook_command=hook, timeout_seconds=args.timeout,
+    run = relion_runner.run_refine(dataset, name, hook_command=hook, timeout_seconds=args.timeout,
                                  iterations=None, threads=args.threads)
     print(f"[{time.strftime('%H:%M:%S')}] {name}: exit {run.returncode} after {run.seconds:.0f} s", flush=True)
     if run.returncode != 0:
@@ -139,14 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the small CI data set (400 particles, 40 px)")
     parser.add_argument("--out", type=Path, default=None, help="project directory (default: a new temp dir)")
-    parser.add_argument("--hook", default=str(relion_data.LOCBAND_HOOK),
+    parser.add_argument("--hook", default=str(relion_runner.LOCBAND_HOOK),
                         help="external reconstruction program (default: the locband wrapper)")
     parser.add_argument("--threads", type=int, default=1, help="--j per MPI process")
     parser.add_argument("--reuse", action="store_true",
                         help="with --out: keep the data set and any finished run found there; run only what is missing")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per refinement")
     args = parser.parse_args(argv)
-    missing = relion_data.relion_missing()
+    missing = relion_runner.relion_missing()
     if missing:
         print(f"bench_relion_refine: needs {', '.join(missing)} on PATH", file=sys.stderr)
         return 1
@@ -154,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     root = args.out or Path(tempfile.mkdtemp(prefix="locband_bench_relion_"))
     print(f"data set: {spec}\nproject: {root}", flush=True)
     if args.reuse and (root / "particles_truth.star").exists():
-        relion_data.write_truth(root, spec)  # deterministic: refreshes maps and masks, keeps the particles
-        dataset = relion_data.existing_dataset(root, spec)
+        relion_phantom.write_truth(root, spec)  # deterministic: refreshes maps and masks, keeps the particles
+        dataset = relion_runner.existing_dataset(root, spec)
     else:
-        dataset = relion_data.build_dataset(root, spec)
+        dataset = relion_runner.build_dataset(root, spec)
     baseline = _run(dataset, "relion", None, args)
     hooked = _run(dataset, "locband", args.hook, args)
     rows = [_score("relion", baseline, dataset), _score("locband", hooked, dataset)]

@@ -1,4 +1,4 @@
-"""pytest plugin (loaded through pyproject's addopts): under CI=true a skipped test fails.
+"""Shared by tests/ and integration/: under CI=true a skipped test fails.
 
 Integration tests may skip on a user's machine without RELION, but CI installs everything
 they need, so a skip there means a missing install step.
