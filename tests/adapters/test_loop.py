@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import locband.engine.local as local_mod
 from locband import local_filter
 from locband.adapters.loop import FSC_THRESHOLD, LoopStep, RefinementFilter
 from locband.engine.synthetic import synthetic_pair
 from locband.engine.units import cycles_to_angstrom
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-# a box used by no other test, so the first call must make its own FFT plans
-UNIQUE_SHAPE = (37, 35, 33)
 
 
 def _iterations(shape: tuple[int, int, int], n: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
@@ -28,24 +28,40 @@ def _iterations(shape: tuple[int, int, int], n: int) -> tuple[np.ndarray, list[t
     return pair.mask, halves
 
 
-def test_later_calls_make_no_plans_and_no_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    layouts = []
-    real_layout = local_mod.band_layout
+PLANS_SCRIPT = """
+import json, sys
+import numpy as np
+import locband.engine.local as local_mod
+from locband.adapters.loop import RefinementFilter
+from locband.engine.synthetic import synthetic_pair
 
-    def counting_layout(*args, **kwargs):  # type: ignore[no-untyped-def]
-        layouts.append(1)
-        return real_layout(*args, **kwargs)
+layouts = []
+real_layout = local_mod.band_layout
+local_mod.band_layout = lambda *a, **k: layouts.append(1) or real_layout(*a, **k)
+shape = (37, 35, 33)
+pair = synthetic_pair(shape, noise_std=0.5, seed=3)
+rf = RefinementFilter(shape, pixel_size_angstrom=1.3, mask=pair.mask, backend="pyfftw")
+steps = []
+for i in range(4):
+    rng = np.random.default_rng(100 + i)
+    h1, h2 = ((pair.truth + rng.normal(0, 0.5, shape)).astype(np.float32) for _ in range(2))
+    steps.append(rf(h1, h2))
+print(json.dumps({"calls": rf.calls, "index": [s.call_index for s in steps],
+                  "plans": [s.new_fft_plans for s in steps], "layouts": len(layouts),
+                  "same_bands": all(s.result.bands is steps[0].result.bands for s in steps)}))
+"""
 
-    monkeypatch.setattr(local_mod, "band_layout", counting_layout)
-    mask, halves = _iterations(UNIQUE_SHAPE, 4)
-    rf = RefinementFilter(UNIQUE_SHAPE, pixel_size_angstrom=1.3, mask=mask, backend="pyfftw")
-    steps = [rf(h1, h2) for h1, h2 in halves]
-    assert [s.call_index for s in steps] == [1, 2, 3, 4]
-    assert rf.calls == 4
-    assert steps[0].new_fft_plans > 0  # the first call plans this new box ...
-    assert [s.new_fft_plans for s in steps[1:]] == [0, 0, 0]  # ... later calls reuse every plan
-    assert len(layouts) == 1  # the band layout was built once, by the constructor
-    assert all(s.result.bands is steps[0].result.bands for s in steps)
+
+def test_later_calls_make_no_plans_and_no_setup() -> None:
+    # a fresh interpreter: no other test has planned a transform there, whatever order they run in
+    out = subprocess.run([sys.executable, "-c", PLANS_SCRIPT], capture_output=True, text=True, check=True,
+                         timeout=300).stdout
+    got = json.loads(out)
+    assert got["calls"] == 4 and got["index"] == [1, 2, 3, 4]
+    assert got["plans"][0] > 0  # the first call plans this box ...
+    assert got["plans"][1:] == [0, 0, 0]  # ... later calls reuse every plan
+    assert got["layouts"] == 1  # the band layout was built once, by the constructor
+    assert got["same_bands"]
 
 
 def test_each_step_equals_a_fresh_one_shot_filter() -> None:
@@ -112,7 +128,8 @@ def test_wrong_shape_is_rejected(shape: tuple[int, ...], message: str) -> None:
         rf(x, x)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"workers": 0}, "workers"), ({"pixel_size_angstrom": -1.0}, "pixel_size"),
+@pytest.mark.parametrize(("kwargs", "message"), [({"workers": 0}, "workers"),
+                                                 ({"pixel_size_angstrom": -1.0}, "pixel_size"),
                                                  ({"backend": "cufft"}, "backend")])
 def test_bad_settings_are_rejected(kwargs: dict, message: str) -> None:
     args = {"pixel_size_angstrom": 1.0, **kwargs}
@@ -125,7 +142,12 @@ def test_readme_loop_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     section = text.split("## Python loop API", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1, "the README's loop section has one python example"
-    exec(compile(blocks[0], str(README), "exec"), {"__name__": "readme_example"})
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("iteration")]
-    assert len(lines) == 3
-    assert lines[1].split(",")[2].strip().startswith("0 new FFT plans")
+    names: dict[str, object] = {"__name__": "readme_example"}
+    exec(compile(blocks[0], str(README), "exec"), names)
+    rf, step = names["rf"], names["step"]
+    assert isinstance(rf, RefinementFilter) and isinstance(step, LoopStep)
+    assert rf.calls == 3 and step.call_index == 3  # three iterations, one filter
+    assert step.new_fft_plans == 0  # the third call plans nothing, whatever ran before
+    assert len(rf.history) == 3 and step.fsc_resolution_angstrom == rf.history[-1]
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("iteration")]
+    assert len(printed) == 3  # one line per iteration, as the README shows
