@@ -25,6 +25,13 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert ci[-1] == _quick_start_commands()[1]
 
 
+def test_ci_checks_lint_and_types_before_the_tests():
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    lint, types = ci.index(".venv/bin/ruff check plugin"), ci.index(".venv/bin/mypy --strict plugin/locband")
+    assert lint < len(ci) - 1 and types < len(ci) - 1  # before the README's test command, the last line
+    assert "set -euo pipefail" in ci  # a failure stops the run
+
+
 def test_every_cli_subcommand_is_documented():
     from locband.cli import SUBCOMMANDS
 

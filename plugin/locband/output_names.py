@@ -36,7 +36,7 @@ class OutputNames(Mapping[str, str]):
         return len(self.files)
 
     def with_files(self, **more: str) -> OutputNames:
-        """This set plus ``kind=name`` entries."""
+        """The set with more ``kind=name`` entries."""
         return OutputNames({**self.files, **more})
 
 

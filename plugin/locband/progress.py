@@ -31,6 +31,7 @@ class TerminalProgress:
         self._last_msg = ""
 
     def __call__(self, fraction: float, message: str) -> None:
+        """Show ``fraction`` (0 to 1) and ``message``."""
         if not self.enabled:
             return
         fraction = min(max(fraction, 0.0), 1.0)

@@ -181,10 +181,12 @@ def _run_loop(args: argparse.Namespace) -> int:
     return 0
 
 
-def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> FilterRequest | OfflineRequest | LoopRequest:
+def request_from_args(args: argparse.Namespace,
+                      extra: Sequence[str] = ()) -> FilterRequest | OfflineRequest | LoopRequest:
     """The request of the cryoSPARC subcommand given (pure)."""
-    build = {"filter": filter_request, "offline": offline_request, "loop": loop_request}
-    return build[args.cs_command](args)  # type: ignore[operator]
+    if args.cs_command == "offline":
+        return offline_request(args)
+    return loop_request(args) if args.cs_command == "loop" else filter_request(args)
 
 
 def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:

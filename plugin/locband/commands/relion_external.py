@@ -116,8 +116,9 @@ def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> Ex
 
 
 def parse_argv(argv: Sequence[str]) -> ExternalRequest:
-    """An External job command line (without the program) as a request: this command's parser, then
-    :func:`request_from_args`.
+    """An External job command line (without the program) as a request.
+
+    The same path as the command line: this command's parser, then :func:`request_from_args`.
     """
     parser = argparse.ArgumentParser(prog="locband relion-external", add_help=False, allow_abbrev=False)
     add_args(parser)
@@ -126,8 +127,10 @@ def parse_argv(argv: Sequence[str]) -> ExternalRequest:
 
 
 def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
-    """Run ``locband relion-external``: the request is read inside the job, so that even a bad
-    option ends with ``RELION_JOB_EXIT_FAILURE`` in ``--o``.
+    """Run ``locband relion-external``.
+
+    The request is read inside the job, so that even a bad option ends with
+    ``RELION_JOB_EXIT_FAILURE`` in ``--o``.
     """
     if not args.o:
         raise OptionError("--o OUTPUT_FOLDER is required (RELION passes --o External/jobNNN/)")

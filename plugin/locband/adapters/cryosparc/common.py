@@ -104,7 +104,8 @@ def check_volume_record(record: VolumeRecord) -> float:
                                 f"(found {sorted(record.slots)}); use the volume output of a refinement")
     a, b = (record.slots[s] for s in HALF_SLOTS)
     if a.shape and b.shape and tuple(a.shape) != tuple(b.shape):
-        raise CryosparcJobError(f"volume {record.source!r}: map_half_A has shape {a.shape} but map_half_B has {b.shape}")
+        raise CryosparcJobError(f"volume {record.source!r}: map_half_A has shape {a.shape} but map_half_B has "
+                                f"{b.shape}")
     pa, pb = a.pixel_size_angstrom, b.pixel_size_angstrom
     if pa > 0 and pb > 0 and not math.isclose(pa, pb, rel_tol=PIXEL_SIZE_RTOL):
         raise CryosparcJobError(f"volume {record.source!r}: pixel sizes disagree: map_half_A/psize_A = {pa:.4f} Å, "
@@ -134,7 +135,8 @@ def build_output_fields(paths: dict[str, str], *, shape: tuple[int, ...],
 
 # -- the engine call --------------------------------------------------------------------------
 def filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, engine: EngineSettings,
-                 progress: ProgressCallback | None) -> FilterResult:
+                progress: ProgressCallback | None) -> FilterResult:
+    """The local filter of two half-maps read from files; the engine's complaints name both files."""
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
                      params=engine.params, workers=engine.threads, backend=engine.fft_backend)
     with naming_engine_errors(m1.path, m2.path):
@@ -142,6 +144,7 @@ def filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, engine:
 
 
 def check_against_record(record: VolumeRecord, m1: MapData, px_header: float) -> None:
+    """The voxel size of the dataset row must be that of half-map 1's header."""
     pa = record.slots["map_half_A"].pixel_size_angstrom
     if pa > 0 and not math.isclose(pa, px_header, rel_tol=PIXEL_SIZE_RTOL):
         raise CryosparcJobError(f"pixel sizes disagree: {record.source!r} says map_half_A/psize_A = {pa:.4f} Å but "

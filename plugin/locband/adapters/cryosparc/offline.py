@@ -124,6 +124,6 @@ def filter_offline(req: OfflineRequest, *, progress: ProgressCallback | None = N
                             "paths_relative_to_project": relative}
     group = {"group_name": OUTPUT_NAME, "cs_name": CRYOSPARC_OFFLINE["volume_cs"], "title": "locband filtered volume",
              "slots": {s: DEFAULT_SLOT_DTYPE for s in slots}, "version": __version__}
-    write_outputs(result, outs, summary=summary, names=CRYOSPARC_OFFLINE, origin=m1.origin,
-                  extra={"volume_cs": lambda p: write_volume_cs(p, slots), "group_csg": lambda p: write_csg(p, **group)})
+    extra = {"volume_cs": lambda p: write_volume_cs(p, slots), "group_csg": lambda p: write_csg(p, **group)}
+    write_outputs(result, outs, summary=summary, names=CRYOSPARC_OFFLINE, origin=m1.origin, extra=extra)
     return summary

@@ -63,7 +63,8 @@ def _source(cs: Any, req: FilterRequest) -> _Source:
     src = api_call(f"job {req.job} in project {req.project}", lambda: cs.find_job(req.project, req.job))
     outputs = src.outputs
     if req.output not in outputs:
-        raise CryosparcJobError(f"job {req.project} {req.job} has no output {req.output!r} (outputs: {sorted(outputs)})")
+        raise CryosparcJobError(f"job {req.project} {req.job} has no output {req.output!r} (outputs: "
+                                f"{sorted(outputs)})")
     out = outputs[req.output]
     if out.type != "volume":
         raise CryosparcJobError(f"output {req.output!r} of {req.project} {req.job} is of type {out.type!r}, expected "
@@ -93,8 +94,8 @@ def _fetch(project: Any, project_dir: str, rel: str, tmp: Path, what: str) -> tu
 
 def _create_job(src: _Source, req: FilterRequest) -> Any:
     """The External job, connected to the source output and with its output declared."""
-    ext = src.project.create_external_job(req.workspace, title=req.title,
-                                          desc=f"locband {__version__}: local band-wise filter of {req.job} {req.output}")
+    desc = f"locband {__version__}: local band-wise filter of {req.job} {req.output}"
+    ext = src.project.create_external_job(req.workspace, title=req.title, desc=desc)
     try:
         ext.connect(INPUT_NAME, req.job, req.output, slots=[{"name": s, "dtype": src.dtypes[s]} for s in src.slots])
         ext.add_output(type="volume", name=OUTPUT_NAME, slots=output_slot_specs(src.dtypes),
@@ -130,7 +131,8 @@ def run_filter_job(cs: Any, req: FilterRequest, *, progress: ProgressCallback | 
         m1, m2, mk, px = load_inputs(fetched["map_half_A"][0], fetched["map_half_B"][0], mask, pixel_size_angstrom=None)
         check_against_record(src.record, m1, px)
         ext = _create_job(src, req)  # every input check has passed: only now does the project change
-        inputs = {"half1": f"{req.project}/{rec['map_half_A'].path}", "half2": f"{req.project}/{rec['map_half_B'].path}",
+        inputs = {"half1": f"{req.project}/{rec['map_half_A'].path}",
+                  "half2": f"{req.project}/{rec['map_half_B'].path}",
                   "mask": f"{req.project}/{rec[src.mask_slot].path}" if mk is not None and src.mask_slot else None}
         summary = _run_in_job(ext, req, (m1, m2, mk), px, tmp, src.mask_slot, inputs, progress)
     summary.update(external_job=ext.uid, output=OUTPUT_NAME, source=f"{req.project} {req.job} {req.output}",

@@ -39,7 +39,8 @@ def connect(url: str | None = None) -> Any:
     base_url = url or os.environ.get("CRYOSPARC_BASE_URL") or None
     host = os.environ.get("CRYOSPARC_MASTER_HOSTNAME") or None
     port = os.environ.get("CRYOSPARC_BASE_PORT") or None
-    auth = {"email": os.environ.get("CRYOSPARC_EMAIL") or None, "password": os.environ.get("CRYOSPARC_PASSWORD") or None}
+    auth = {"email": os.environ.get("CRYOSPARC_EMAIL") or None,
+            "password": os.environ.get("CRYOSPARC_PASSWORD") or None}
     if not base_url and not host and not port:
         raise OptionError("no cryoSPARC address: set CRYOSPARC_BASE_URL (e.g. http://host:39000) or "
                              "CRYOSPARC_MASTER_HOSTNAME and CRYOSPARC_BASE_PORT, or give --url")
@@ -56,7 +57,7 @@ def connect(url: str | None = None) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = redact(first, [v for v in auth.values() if v and v != auth["email"]])
         raise HostError(f"cannot connect to cryoSPARC ({base_url or f'{host}:{port}'}): {first}; credentials "
-                             "come from CRYOSPARC_EMAIL + CRYOSPARC_PASSWORD or 'python -m cryosparc.tools login'") from None
+                        "come from CRYOSPARC_EMAIL + CRYOSPARC_PASSWORD or 'python -m cryosparc.tools login'") from None
 
 
 def disconnect(cs: Any) -> None:
@@ -84,6 +85,7 @@ class JobLog:
         self.job, self.step, self.last = job, step, -1.0
 
     def __call__(self, fraction: float, message: str) -> None:
+        """Log the progress when it has moved by ``step`` since the last line (and at the end)."""
         if fraction >= 1.0 or fraction - self.last >= self.step:
             self.last = fraction
             self.job.log(f"locband: {fraction * 100:3.0f}% {message}", name="progress")
