@@ -202,7 +202,7 @@ def test_parameters_name_both_halves(refine_dir: Path, tmp_path: Path) -> None:
     ],
 )
 def test_half_map_errors(refine_dir: Path, tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(InputFileError) as exc:
+    with pytest.raises(InputError) as exc:
         resolve_half_maps(make(refine_dir, tmp_path))
     assert message in str(exc.value)
 

@@ -20,7 +20,6 @@ The loop API returns results and raises ``ValueError`` on bad input; it never wr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,13 +27,13 @@ import numpy.typing as npt
 
 from locband.engine import _fft
 from locband.engine.local import LocalFilter
-from locband.engine.params import CROSSED, FilterParams, FilterResult
+from locband.engine.params import CROSSED, GOLD_STANDARD_FSC, FilterParams, FilterResult, ProgressCallback
 from locband.engine.units import fsc_resolution_angstrom
 
 __all__ = ["LoopStep", "RefinementFilter"]
 
-#: gold-standard half-map FSC threshold used for the global resolution of each step
-FSC_THRESHOLD = 0.143
+#: the half-map FSC threshold of each step's global resolution (the gold standard)
+FSC_THRESHOLD = GOLD_STANDARD_FSC
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class RefinementFilter:
         return self._filter.calls
 
     def __call__(self, half1: npt.ArrayLike, half2: npt.ArrayLike, *,
-                 progress: Callable[[float, str], None] | None = None) -> LoopStep:
+                 progress: ProgressCallback | None = None) -> LoopStep:
         """Filter the half-maps of one iteration.
 
         Parameters

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from locband.adapters.relion_external.lifecycle import JobControl, relion_job
-from locband.errors import EXIT_FAILURE, EXIT_OK, InputFileError, JobAborted, exit_code
+from locband.errors import EXIT_FAILURE, EXIT_OK, InputFileError, JobAborted, OptionError, exit_code
 from locband.io.atomic import ensure_output_dir
 from locband.io.paths import is_dir, is_file
 from locband.io.relion_control import EXIT_FILES, LOG_NAME, RELION_JOB_ABORT_NOW
@@ -126,7 +126,7 @@ def resolve_half_maps(req: ExternalRequest) -> HalfMaps:
             raise InputFileError(f"job parameter --half1 {half1!r}: cannot find half 2 by name; add the job "
                                  "parameter half2")
     if half1 is None or half2 is None:
-        raise InputFileError("no half-maps: give --in_3dref (a half-map such as run_half1_class001_unfil.mrc, "
+        raise OptionError("no half-maps: give --in_3dref (a half-map such as run_half1_class001_unfil.mrc, "
                              "or a Refine3D job folder) or the job parameters half1 and half2")
     for what, p in (("half-map 1", half1), ("half-map 2", half2)):
         if not is_file(p):
