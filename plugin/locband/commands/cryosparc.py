@@ -161,7 +161,7 @@ def _run_filter(args: argparse.Namespace) -> int:
 def _run_offline(args: argparse.Namespace) -> int:
     req = offline_request(args)
     summary = filter_offline(req, progress=TerminalProgress(enabled=not args.quiet))
-    print(f"locband cryosparc offline: wrote {req.out_dir} (volume dataset {summary['cryosparc']['volume_cs']})")
+    print(f"locband cryosparc offline: wrote {args.out_dir} (volume dataset {summary['cryosparc']['volume_cs']})")
     return 0
 
 

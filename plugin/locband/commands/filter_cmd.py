@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
     req = request_from_args(args, extra)
     summary = filter_files(req.job, progress=TerminalProgress(enabled=not req.quiet))
     res = summary["local_resolution_angstrom"]
-    print(f"locband filter: wrote {req.job.out_dir} | FSC=0.143 {fsc_text(summary)} "
+    print(f"locband filter: wrote {args.out_dir} | FSC=0.143 {fsc_text(summary)} "
           f"(unmasked) | local resolution {res['p5']:.2f}-{res['p95']:.2f} Å (5-95 %) | "
           f"{summary['n_bands']} bands | {time.perf_counter() - t0:.1f} s")
     return 0
