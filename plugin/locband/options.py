@@ -163,7 +163,7 @@ class Option:
         """``help`` with the default, as ``--help`` shows it."""
         if self.kind in ("switch", "switch-off", "list") or self.default is None or self.required:
             return self.help
-        shown = f"{self.default:.4g}" if isinstance(self.default, float) else str(self.default)
+        shown = f"{self.default:.5g}" if isinstance(self.default, float) else str(self.default)
         return f"{self.help} (default {shown}{' ' + self.unit if self.unit else ''})"
 
 
