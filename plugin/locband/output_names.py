@@ -2,7 +2,9 @@
 
 An output set (:class:`locband.io.outputs.OutputSet`) is written all-or-nothing with a manifest;
 its *kinds* are the keys of ``summary["outputs"]`` and of the host tables (RELION node types,
-CCP-EM nodes, cryoSPARC slots). A new command or host adds its set here, one entry.
+CCP-EM nodes, cryoSPARC slots). A new command or host adds its set here, one entry. Files that a
+host protocol names (RELION's node file and exit files, the hook's log and meeting folder, the
+manifest) are defined where that protocol is read and written, in :mod:`locband.io`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from dataclasses import dataclass, field
 
 from locband.io.relion_nodes import OUTPUT_NODES_NAME
 
-__all__ = ["OutputNames", "REPORT", "FILTER", "RELION_EXTERNAL", "CRYOSPARC_OFFLINE", "MAP_KINDS", "RELION_JOB_LOG",
-           "HOOK_LOG", "HOOK_RENDEZVOUS_DIR", "cryosparc_upload_name"]
+__all__ = ["OutputNames", "REPORT", "FILTER", "RELION_EXTERNAL", "CRYOSPARC_OFFLINE", "MAP_KINDS",
+           "cryosparc_upload_name"]
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,6 @@ CRYOSPARC_OFFLINE = FILTER.with_files(volume_cs="locband_volume.cs", group_csg="
 #: output kind of a map -> attribute of :class:`~locband.engine.params.FilterResult`
 MAP_KINDS = {"full": "full", "half1": "half1", "half2": "half2", "local_resolution": "local_resolution_angstrom"}
 
-#: the RELION External job's own log in its folder, beside RELION's run.out (not part of the set)
-RELION_JOB_LOG = "locband.log"
-#: the RELION hook's log in the refinement's folder: one JSON object per call
-HOOK_LOG = "locband_extrec.jsonl"
-#: the folder (in the refinement's folder) where the two half-set calls of the hook meet
-HOOK_RENDEZVOUS_DIR = "locband_extrec"
 
 
 def cryosparc_upload_name(job_uid: str, kind: str) -> str:
