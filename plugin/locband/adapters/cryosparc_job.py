@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from locband import __version__
+from locband._threads import default_threads
 from locband.engine.local import LocalFilter
 from locband.engine.params import FilterParams, FilterResult
 from locband.io.atomic import ensure_output_dir
@@ -80,7 +81,7 @@ class FilterRequest:
     output: str = "volume"
     mask_slot: str = "auto"
     params: FilterParams = field(default_factory=FilterParams)
-    workers: int = 1
+    workers: int | None = None  # None: the idle cores (locband._threads)
     backend: str | None = None
     title: str = "locband local filter"
 
@@ -168,7 +169,8 @@ def loop_decision(resolutions: list[float], *, max_rounds: int, min_improvement_
 def _filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, req: FilterRequest,
                  progress: Progress | None) -> FilterResult:
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
-                     params=req.params, workers=req.workers, backend=req.backend)
+                     params=req.params, workers=req.workers if req.workers is not None else default_threads(),
+                     backend=req.backend)
     return lf(m1.data, m2.data, progress=progress)
 
 
@@ -181,7 +183,7 @@ def _check_against_record(record: VolumeRecord, m1: MapData, px_header: float) -
 
 # -- offline ----------------------------------------------------------------------------------
 def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = None, mask_slot: str = "auto",
-                   params: FilterParams | None = None, workers: int = 1, backend: str | None = None,
+                   params: FilterParams | None = None, workers: int | None = None, backend: str | None = None,
                    progress: Progress | None = None) -> dict[str, Any]:
     """Filter the half-maps of a cryoSPARC job folder (or volume ``.cs``) into a new folder.
 
@@ -196,7 +198,7 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
     mask_slot : str
         ``auto``, ``none`` or a slot name.
     params, workers, backend, progress
-        Engine settings, as for :func:`locband.local_filter`.
+        Engine settings, as for :func:`locband.local_filter` (``workers=None``: the idle cores).
 
     Returns
     -------

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from locband._threads import default_threads
 from locband.engine import _fft
 from locband.engine.local import LocalFilter
 from locband.engine.params import FilterParams, FilterResult
@@ -86,8 +87,8 @@ class RefinementFilter:
         Soft mask in [0, 1] (masked global FSC; with ``params.apply_mask`` also masks outputs).
     params : FilterParams, optional
         Engine settings.
-    workers : int
-        FFT threads.
+    workers : int, optional
+        Threads (default: the idle cores this process may use, see :mod:`locband._threads`).
     backend : {"pyfftw", "scipy"}, optional
         FFT implementation (default pyFFTW where installed).
 
@@ -104,7 +105,8 @@ class RefinementFilter:
 
     def __init__(self, shape: tuple[int, ...], *, pixel_size_angstrom: float,
                  mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None) -> None:
+                 workers: int | None = None, backend: str | None = None) -> None:
+        workers = default_threads() if workers is None else workers
         self._filter = LocalFilter(shape, pixel_size_angstrom=pixel_size_angstrom, mask=mask, params=params,
                                    workers=workers, backend=backend)
         self.history: list[float] = []

@@ -20,7 +20,7 @@ RELION argument                   locband
 ``--in_mask MASK``                soft mask: masked FSC, report histogram, ``apply_mask``
                                   (default with a Refine3D folder: ``rlnSolventMaskName`` of
                                   its last ``run_it*_optimiser.star``, if that file exists)
-``--j N``                         FFT threads
+``--j N``                         the most threads to use (fewer when cores are busy)
 ``--half1 F`` / ``--half2 F``     name the half-maps explicitly (override ``--in_3dref``)
 ``--angpix A``                    voxel size in Å (default: MRC header); alias ``pixel_size``
 ``--band_ratio R``                :attr:`FilterParams.band_ratio`
@@ -113,7 +113,7 @@ class Request:
     half1: str | None = None
     half2: str | None = None
     mask: str | None = None
-    threads: int = 1
+    threads: int | None = None
     pixel_size_angstrom: float | None = None
     params: FilterParams = field(default_factory=FilterParams)
     fft_backend: str | None = None
@@ -204,9 +204,9 @@ def _convert(label: str, kind: str, raw: str) -> Any:
     return value
 
 
-def _threads(raw: str | None) -> int:
+def _threads(raw: str | None) -> int | None:
     if raw is None:
-        return 1
+        return None
     try:
         n = int(raw)
     except ValueError:
@@ -366,6 +366,7 @@ def build_output_nodes(out_dir: str, outputs: dict[str, str]) -> list[OutputNode
 
 
 def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
+    from locband._threads import default_threads
     from locband.commands._common import TerminalProgress
     from locband.pipeline import filter_files
     from locband.report import REPORT_NAMES
@@ -373,10 +374,11 @@ def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     for item in _group_options(req.ignored):
         job.log(f"ignoring {item!r} (not a locband option)")
     halves = resolve_half_maps(req)
-    job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; {req.threads} thread(s)")
+    threads = default_threads(limit=req.threads)  # RELION's --j caps the idle cores (README)
+    job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; {threads} thread(s)")
     progress = job.progress(TerminalProgress(stdout, enabled=True) if stdout is not None else None)
     summary = filter_files(halves.half1, halves.half2, mask_path=halves.mask, out_dir=Path(req.out_dir),
-                           pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=req.threads,
+                           pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=threads,
                            backend=req.fft_backend, report=req.report, progress=progress)
     job.check_abort("writing the outputs")
     written = dict(summary["outputs"])

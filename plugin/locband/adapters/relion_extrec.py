@@ -113,8 +113,9 @@ class ExtRecRequest:
         Longest wait for the other half.
     params : FilterParams
         Engine settings.
-    workers : int
-        FFT threads.
+    workers : int or None
+        Threads; None: the idle cores (:func:`locband._threads.default_threads`), shared by the
+        two half-set calls, which filter at the same time.
     backend : str or None
         FFT backend.
     notes : list of str
@@ -132,7 +133,7 @@ class ExtRecRequest:
     final_mode: str
     timeout_s: float
     params: FilterParams
-    workers: int = 1
+    workers: int | None = None
     backend: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -213,7 +214,7 @@ def detect_sequential(name: HookName, job_dir: Path, *, ancestors: list[tuple[in
 
 def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, mask: str | None = None,
                   final_mode: str = "plain", timeout_s: float = 1800.0, params: FilterParams | None = None,
-                  workers: int = 1, backend: str | None = None) -> ExtRecRequest:
+                  workers: int | None = None, backend: str | None = None) -> ExtRecRequest:
     """Read the hook's STAR file and the job's metadata into an :class:`ExtRecRequest`.
 
     Pixel size: option, else ``rlnPixelSize`` of the hook STAR (4.0+), else the previous
@@ -487,6 +488,15 @@ def _load_mask(req: ExtRecRequest) -> npt.NDArray[np.float32] | None:
     return m
 
 
+def _workers(req: ExtRecRequest) -> int:
+    """The request's threads, or the idle cores shared by the calls that run at the same time."""
+    from locband._threads import default_threads
+
+    if req.workers is not None:
+        return req.workers
+    return default_threads(concurrent=2 if req.case == "half" else 1)
+
+
 def _reconstruct(req: ExtRecRequest, *, regularised: bool) -> npt.NDArray[np.float32]:
     from locband.engine.reconstruct import reconstruct_from_sums
 
@@ -494,14 +504,14 @@ def _reconstruct(req: ExtRecRequest, *, regularised: bool) -> npt.NDArray[np.flo
     s = req.star
     return reconstruct_from_sums(data, weight, ori_size=s.ori_size, padding_factor=s.padding_factor,
                                  current_size=s.current_size, tau2=s.tau2 if regularised else None,
-                                 tau2_fudge=s.tau2_fudge, workers=req.workers, backend=req.backend)
+                                 tau2_fudge=s.tau2_fudge, workers=_workers(req), backend=req.backend)
 
 
 def _filter(req: ExtRecRequest, h1: npt.NDArray[np.float32], h2: npt.NDArray[np.float32]) -> FilterResult:
     from locband.engine.local import LocalFilter
 
     lf = LocalFilter(h1.shape, pixel_size_angstrom=req.pixel_size_angstrom, mask=_load_mask(req),
-                     params=req.params, workers=req.workers, backend=req.backend)
+                     params=req.params, workers=_workers(req), backend=req.backend)
     return lf(h1, h2)
 
 
