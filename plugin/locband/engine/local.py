@@ -16,9 +16,16 @@ is ``S / (S + D)``; it is the Wiener weight of one half, and ``S / (S + D / 2)``
 average.
 
 Cost and memory: the smoothed statistics are band-limited by their window, so they are kept on
-a small grid and the weights are brought back by separable linear interpolation. Bands whose
-grid is the full box are weighted and summed in real space; the smaller ones are summed as
-Fourier-cropped spectra and transformed back once.
+a small grid (their transforms compute only the frequencies the window passes) and the weights
+are brought back by separable linear interpolation. Bands whose grid is the full box are
+weighted and summed in real space; the smaller ones are summed as Fourier-cropped spectra and
+transformed back once. Volume-sized work runs over slabs of planes on the filter's threads
+(:mod:`locband.engine._slabs`); band maps are transformed in place in their spectrum buffers,
+and the full-size buffers are reused by every full-size band of a call.
+
+Device: the array code is written against one namespace ``xp``, NumPy for ``device="cpu"`` or
+CuPy for ``device="cuda"`` (:mod:`locband.engine._device`), chosen once per filter. Inputs go
+to the device after the checks and results come back at the end; nothing in between.
 """
 
 from __future__ import annotations
@@ -26,16 +33,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from locband.engine import _fft
+from locband.engine import _device, _fft, _slabs
 from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume
-from locband.engine._grid import crop_indices, frequency_squared, rfft_shape
-from locband.engine._interp import resample_linear
+from locband.engine._device import to_host
+from locband.engine._grid import crop_blocks, crop_rows, frequency_squared, frequency_squared_rows, rfft_shape
+from locband.engine._interp import resample_linear, resample_rows
 from locband.engine.bands import band_layout, band_weight, gaussian_window
 from locband.engine.fsc import fsc_from_spectra
 from locband.engine.params import FilterParams, FilterResult
@@ -46,20 +55,21 @@ __all__ = ["LocalFilter", "local_filter"]
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
-_Index = tuple[npt.NDArray[np.intp], ...]  # np.ix_ index of a Fourier crop
+_Array = Any  # an array of the filter's namespace: numpy.ndarray, or cupy.ndarray on a GPU
 
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
 _NOISE_WINDOW = 2.0  # noise window sigma relative to the signal window (measured: README)
 
 
-def _smooth(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32], idx: _Index | None, small: tuple[int, ...],
-            *, workers: int, backend: str) -> npt.NDArray[np.float32]:
-    """Gaussian-smooth ``x`` (consumed) and return it on the small grid ``small``."""
-    spec = _fft.rfftn(x, workers=workers, backend=backend)
-    del x
-    spec = spec if idx is None else spec[idx]
-    spec *= g
-    return _fft.irfftn(spec, small, overwrite_input=True, workers=workers, backend=backend)
+@dataclass
+class _BandSetup:
+    """What band ``b`` needs on every call: its grids, windows and (for small grids) weights."""
+
+    grid: tuple[int, ...]
+    small: tuple[int, ...]
+    g_signal: _Array  # window of the cross-power on the small grid's spectrum
+    g_noise: _Array  # window of the noise power, times the 1/2 of D = <(b1 - b2)^2> / 2
+    weight: _Array | None  # band weight on the band's spectrum, kept for grids <= 1/4 of the box
 
 
 class LocalFilter:
@@ -80,19 +90,23 @@ class LocalFilter:
     params : FilterParams, optional
         Settings; defaults are documented in :class:`FilterParams`.
     workers : int
-        FFT threads.
-    backend : {"pyfftw", "scipy"}, optional
-        FFT implementation (default pyFFTW where installed).
+        Threads (FFTs and the work over slabs of the volume).
+    backend : {"scipy", "pyfftw"}, optional
+        FFT implementation on the CPU (default ``"scipy"``, see :mod:`locband.engine._fft`).
+    device : {"cpu", "cuda"}
+        Where the arrays live and the work runs: ``"cuda"`` runs on a GPU through CuPy
+        (``pip install 'locband[gpu]'``); inputs and results stay NumPy arrays.
 
     Raises
     ------
     ValueError
-        Bad shape, voxel size, mask or settings.
+        Bad shape, voxel size, mask, settings or device; ``device="cuda"`` without CuPy or a GPU
+        (:class:`~locband.engine._device.DeviceUnavailableError`, naming what to install).
     """
 
     def __init__(self, shape: tuple[int, ...], *, pixel_size_angstrom: float,
                  mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None) -> None:
+                 workers: int = 1, backend: str | None = None, device: str = "cpu") -> None:
         shape = tuple(int(n) for n in shape)
         if len(shape) != 3 or min(shape) < 8:
             raise ValueError(f"shape must be (nz, ny, nx) with every edge >= 8, got {shape}")
@@ -104,112 +118,149 @@ class LocalFilter:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         self.workers = workers
-        self.backend = backend if backend is not None else _fft.default_backend()
-        _fft.rfftn(np.zeros((2, 2, 2), np.float32), backend=self.backend)  # validates the name
+        if device == "cuda" and backend is not None:
+            raise ValueError(f"backend={backend!r} chooses the FFT on the CPU; with device 'cuda' the FFTs are "
+                             "cuFFT's (leave backend unset)")
+        self._xp = _device.namespace(device)
+        self.device = device
+        if device == "cuda":
+            self.backend = "cupy"
+        else:
+            self.backend = backend if backend is not None else _fft.default_backend()
+            _fft.rfftn(np.zeros((2, 2, 2), np.float32), backend=self.backend)  # validates the name
         self.mask = None if mask is None else check_mask(mask, shape)
+        self._mask_x = None if self.mask is None else _device.to_device(self.mask, self._xp)
         self.layout = band_layout(shape, self.params)
         self.stats_shape = tuple(min(n, self.params.stats_grid) for n in shape)
         self._steps = tuple(1.0 / n for n in shape)
-        self._mask_cache: dict[tuple[int, ...], npt.NDArray[np.float32]] = {}
-        self._setup_cache: dict[int, tuple[_Index | None, npt.NDArray[np.float32] | None, _Index | None,
-                                           npt.NDArray[np.float32], npt.NDArray[np.float32]]] = {}
+        self._mask_cache: dict[tuple[int, ...], _Array] = {}
+        self._setup_cache: dict[int, _BandSetup] = {}
         self.calls = 0
 
     # -- one band -------------------------------------------------------------------------
-    def _band_stats(self, b: int, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64]
-                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
-                               npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def _band_stats(self, b: int, f1: _Array, f2: _Array, *, maps: Sequence[_Array] | None = None
+                    ) -> tuple[_Array, _Array, _Array, _Array]:
         """Band ``b`` of both halves and its local statistics.
 
         This is the seam shared by every consumer of the band-wise statistics (the linear
         filter here, the interpretation map elsewhere): it returns ``(b1, b2, signal, noise)``,
         the band maps on the band's grid ``layout.grid_shapes[b]`` and the local signal and
-        noise power of one half on its statistics grid ``layout.stats_shapes[b]``.
+        noise power of one half on its statistics grid ``layout.stats_shapes[b]``. Arrays are
+        of the filter's namespace (NumPy, or CuPy on a GPU); ``f1`` and ``f2`` are the rfft
+        spectra of the halves (:func:`locband.engine._fft.rfftn`) and are not changed.
+
+        ``maps``, optional: two C-contiguous complex64 buffers of the band grid's rfft shape;
+        the band maps are then made in place in them (``b1``, ``b2`` are views with padded
+        rows, :func:`locband.engine._fft.real_view`). By default new buffers are made.
         """
-        lay = self.layout
-        grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
-        idx, w, sidx, g_signal, g_noise = self._setup(b)
-        b1 = _fft.irfftn((f1 if idx is None else f1[idx]) * w, grid, overwrite_input=True,
-                         workers=self.workers, backend=self.backend)
-        b2 = _fft.irfftn((f2 if idx is None else f2[idx]) * w, grid, overwrite_input=True,
-                         workers=self.workers, backend=self.backend)
-        del w
-        c = _smooth(b1 * b2, g_signal, sidx, small, workers=self.workers, backend=self.backend)
-        diff = b1 - b2
-        np.multiply(diff, diff, out=diff)
-        diff *= np.float32(0.5)
-        d = _smooth(diff, g_noise, sidx, small, workers=self.workers, backend=self.backend)
-        np.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
-        sig = self._signal(c, d, lay.n_effective[b], small)
+        b1, b2 = self._band_maps(b, f1, f2, maps)
+        c, d = self._local_powers(b, b1, b2)
+        sig = self._signal(c, d, self.layout.n_effective[b], self.layout.stats_shapes[b])
         return b1, b2, sig, d
 
-    def _band(self, b: int, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64],
-              sink: Callable[[int, npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]], None]
-              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Weight band ``b`` of both halves; hand (w1*b1, w2*b2, wf*(b1+b2)/2) to ``sink``.
+    def _band_maps(self, b: int, f1: _Array, f2: _Array, maps: Sequence[_Array] | None
+                   ) -> tuple[_Array, _Array]:
+        """The two halves' band ``b`` in real space, each made in place in its spectrum buffer."""
+        xp, grid = self._xp, self.layout.grid_shapes[b]
+        if maps is None:
+            maps = [xp.empty(rfft_shape(grid), dtype=xp.complex64) for _ in range(2)]
+        self._band_spectra(b, (f1, f2), maps)
+        b1, b2 = (_fft.irfftn(buf, grid, overwrite_input=True, out=_fft.real_view(buf, grid), workers=self.workers,
+                              backend=self.backend) for buf in maps)
+        return b1, b2
+
+    def _band_spectra(self, b: int, spectra: Sequence[_Array], dst: Sequence[_Array]) -> None:
+        """``dst[i] = spectra[i][crop] * weight``: band ``b`` on the band's grid, slab by slab."""
+        xp, setup = self._xp, self._setup(b)
+        grid = setup.grid
+        mxh = grid[2] // 2 + 1
+        y_rows = crop_rows(self.shape[1], grid[1], 0, grid[1])
+
+        def work(z0: int, z1: int) -> None:
+            w = setup.weight[z0:z1] if setup.weight is not None else self._weight_rows(b, z0, z1)
+            for in_full, in_band in crop_rows(self.shape[0], grid[0], z0, z1):
+                wz = w[in_band.start - z0:in_band.stop - z0]
+                for y_full, y_band in y_rows:
+                    for f, out in zip(spectra, dst, strict=True):
+                        xp.multiply(f[in_full, y_full, :mxh], wz[:, y_band], out=out[in_band, y_band])
+
+        _slabs.run(work, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * mxh, xp), workers=self.workers)
+
+    def _weight_rows(self, b: int, z0: int, z1: int) -> _Array:
+        """Band ``b``'s weight on planes ``z0:z1`` of its grid's spectrum."""
+        s2 = frequency_squared_rows(self.layout.grid_shapes[b], self._steps, z0, z1, self._xp)
+        return band_weight(self._xp.sqrt(s2), np.asarray(self.layout.centres), b)
+
+    def _local_powers(self, b: int, b1: _Array, b2: _Array) -> tuple[_Array, _Array]:
+        """``C = <b1 b2>`` and ``D = <(b1 - b2)^2> / 2`` smoothed by the band's windows, on its small grid."""
+        xp, setup = self._xp, self._setup(b)
+
+        def produce(z0: int, z1: int) -> tuple[_Array, _Array]:
+            x1, x2 = b1[z0:z1], b2[z0:z1]
+            diff = x1 - x2
+            xp.multiply(diff, diff, out=diff)
+            return x1 * x2, diff
+
+        cs, ds = _fft.rfftn_cropped(produce, setup.grid, setup.small, count=2, workers=self.workers,
+                                    backend=self.backend)
+        cs *= setup.g_signal
+        ds *= setup.g_noise
+        c = _fft.irfftn(cs, setup.small, overwrite_input=True, workers=self.workers, backend=self.backend)
+        d = _fft.irfftn(ds, setup.small, overwrite_input=True, workers=self.workers, backend=self.backend)
+        xp.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
+        return c, d
+
+    def _band(self, b: int, f1: _Array, f2: _Array, outputs: _Outputs) -> tuple[_Array, _Array]:
+        """Weight band ``b`` of both halves and add it to ``outputs``.
 
         Returns the local signal and noise power on the coarse statistics grid.
         """
-        b1, b2, sig, d = self._band_stats(b, f1, f2)
+        xp = self._xp
+        maps = outputs.map_buffers(self.layout.grid_shapes[b])
+        _, _, sig, d = self._band_stats(b, f1, f2, maps=maps)
         den = sig + d
-        w_half = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
+        w_half = xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(0))
         stats = (resample_linear(sig, self.stats_shape), resample_linear(d, self.stats_shape))
-        del sig, d, den
-        w_half = resample_linear(w_half, b1.shape)
-        # the average's weight S/(S+N/2) is 2w/(1+w) of the half weight w = S/(S+N): one
-        # interpolation serves both; the 0.5 of the average cancels the 2
-        w_full = w_half / (1 + w_half)
-        full = b1 + b2
-        full *= w_full
-        del w_full
-        b1 *= w_half
-        b2 *= w_half
-        del w_half
-        sink(b, b1, b2, full)
+        outputs.add_weighted(self.layout.grid_shapes[b], maps, w_half)
         return stats
 
-    def _setup(self, b: int) -> tuple[_Index | None, npt.NDArray[np.float32], _Index | None,
-                                      npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Band ``b``'s crop indices, band weight and the two windows, made once per filter.
+    def _setup(self, b: int) -> _BandSetup:
+        """Band ``b``'s grids and windows (and weights for small grids), made once per filter.
 
         Band weights are kept only for grids of at most a quarter of the box (at 256^3 the
-        larger ones would cost about 140 MB, against a 1 GiB target); everything else is small
-        and reused by every later call.
+        larger ones would cost about 140 MB, against a 1 GiB target); they are made slab by slab
+        on every call instead.
         """
         cached = self._setup_cache.get(b)
         if cached is not None:
-            idx, w, sidx, gs, gn = cached
-            if w is None:
-                s2 = frequency_squared(self.shape, self._steps)
-                w = band_weight(np.sqrt(s2 if idx is None else s2[idx]), np.asarray(self.layout.centres), b)
-            return idx, w, sidx, gs, gn
-        lay = self.layout
+            return cached
+        xp, lay = self._xp, self.layout
         grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
-        idx = None if grid == self.shape else np.ix_(*crop_indices(self.shape, grid))
-        # only the full grid's frequencies are cached; a cropped grid's are a subset of them
-        s2 = frequency_squared(self.shape, self._steps)
-        if idx is not None:
-            s2 = s2[idx]
-        w = band_weight(np.sqrt(s2), np.asarray(lay.centres), b)
-        sidx = None if small == grid else np.ix_(*crop_indices(grid, small))
-        s2_small = s2 if sidx is None else s2[sidx]
+        s2_small = frequency_squared(small, self._steps)  # a cropped grid's frequencies (per original voxel)
         gs = gaussian_window(s2_small, lay.sigma_voxels[b])
-        gn = gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW)
+        gn = gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW) * np.float32(0.5)
         keep = 4 * int(np.prod(grid)) <= int(np.prod(self.shape))
-        self._setup_cache[b] = (idx, w if keep else None, sidx, gs, gn)
-        return idx, w, sidx, gs, gn
+        setup = _BandSetup(grid=grid, small=small, g_signal=_device.to_device(gs, xp),
+                           g_noise=_device.to_device(gn, xp),
+                           weight=self._weight_rows(b, 0, grid[0]) if keep else None)
+        self._setup_cache[b] = setup
+        return setup
 
-    def _small_mask(self, small: tuple[int, ...]) -> npt.NDArray[np.float32] | None:
+    def _small_mask(self, small: tuple[int, ...]) -> _Array | None:
+        """The mask Fourier-cropped to a statistics grid (all of them made from one transform)."""
         if self.mask is None:
             return None
         if small not in self._mask_cache:
-            self._mask_cache[small] = _fft.irfftn(
-                _fft.rfftn(self.mask, backend="scipy")[np.ix_(*crop_indices(self.shape, small))], small,
-                backend="scipy", overwrite_input=True).clip(0, 1)
+            spec = _fft.rfftn(self.mask, backend="scipy")
+            for grid in set(self.layout.stats_shapes) | {small}:
+                crop = np.empty(rfft_shape(grid), np.complex64)
+                for in_full, in_crop in crop_blocks(self.shape, grid):
+                    crop[in_crop] = spec[in_full]
+                m = _fft.irfftn(crop, grid, backend="scipy", overwrite_input=True).clip(0, 1)
+                self._mask_cache[grid] = _device.to_device(m, self._xp)
         return self._mask_cache[small]
 
-    def _signal(self, c: npt.NDArray[np.float32], d: npt.NDArray[np.float32], n_eff: float,
-                small: tuple[int, ...]) -> npt.NDArray[np.float32]:
+    def _signal(self, c: _Array, d: _Array, n_eff: float, small: tuple[int, ...]) -> _Array:
         """Local signal power from the local cross-power ``c`` and noise power ``d``.
 
         1. Shrinkage towards the band's global level (empirical Bayes): with ``v`` the
@@ -221,23 +272,24 @@ class LocalFilter:
         2. Non-negative garrote against what remains of the noise: ``S = max(x - (z k sd)^2/x, 0)``
            with ``sd = D / sqrt(n_eff)``, the pure-noise standard deviation of ``c``.
         """
+        xp = self._xp
         m = self._small_mask(small)
-        v = np.square(d) * np.float32(1.0 / n_eff)
+        v = xp.square(d) * np.float32(1.0 / n_eff)
         wsum = float(m.sum()) if m is not None else float(c.size)
 
-        def mean(a: npt.NDArray[np.float32]) -> float:
+        def mean(a: _Array) -> float:
             return float((a * m).sum()) / wsum if m is not None else float(a.mean())
 
         level = mean(c)
         prior = np.float32(level) * m if m is not None else np.float32(level)
-        tau2 = max(mean(np.square(c - prior)) - mean(v), 0.0)
-        k = np.float32(tau2) / (np.float32(tau2) + v) if tau2 > 0 else np.zeros_like(c)
+        tau2 = max(mean(xp.square(c - prior)) - mean(v), 0.0)
+        k = np.float32(tau2) / (np.float32(tau2) + v) if tau2 > 0 else xp.zeros_like(c)
         x = prior + k * (c - prior)
-        np.maximum(x, 0, out=x)
+        xp.maximum(x, 0, out=x)
         sd = d * k * np.float32(self.params.noise_threshold / math.sqrt(n_eff))
-        np.square(sd, out=sd)
-        np.divide(sd, x, out=sd, where=x > 0)
-        return np.maximum(x - sd, 0)
+        xp.square(sd, out=sd)
+        sd = xp.where(x > 0, sd / xp.where(x > 0, x, 1), sd)
+        return xp.maximum(x - sd, 0)
 
     # -- whole filter ---------------------------------------------------------------------
     def __call__(self, half1: npt.ArrayLike, half2: npt.ArrayLike, *,
@@ -312,18 +364,18 @@ class LocalFilter:
         del h1, h2
         timings["fft_in"] = time.perf_counter() - t0
 
-        lay, par = self.layout, self.params
-        outputs = _Outputs(self.shape, lay.grid_shapes, workers=self.workers, backend=self.backend)
-        crossing = _Crossing(self.stats_shape, lay.centres, par.criterion)
-        snr_bands: list[npt.NDArray[np.float32]] | None = [] if par.keep_band_snr else None
+        lay, par, xp = self.layout, self.params, self._xp
+        outputs = _Outputs(self.shape, lay.grid_shapes, workers=self.workers, backend=self.backend, xp=xp)
+        crossing = _Crossing(self.stats_shape, lay.centres, par.criterion, xp=xp)
+        snr_bands: list[_Array] | None = [] if par.keep_band_snr else None
         cost = np.cumsum([float(np.prod(g)) for g in lay.grid_shapes])
         t1 = time.perf_counter()
         for b in range(lay.n_bands):
-            sig, noise = self._band(b, f1, f2, outputs.add)
+            sig, noise = self._band(b, f1, f2, outputs)
             crossing.update(b, sig, noise)
             if snr_bands is not None:
-                snr = np.divide(sig, noise, out=np.full_like(sig, _SNR_CAP), where=noise > 0)
-                snr_bands.append(np.minimum(snr, _SNR_CAP))
+                snr = xp.where(noise > 0, sig / xp.where(noise > 0, noise, 1), np.float32(_SNR_CAP))
+                snr_bands.append(xp.minimum(snr, np.float32(_SNR_CAP)))
             report(0.05 + 0.9 * cost[b] / cost[-1], f"band {b + 1}/{lay.n_bands}")
         del f1, f2
         out1, out2, outf = outputs.finish()
@@ -332,62 +384,158 @@ class LocalFilter:
         t2 = time.perf_counter()
         if par.apply_mask and self.mask is not None:
             for o in (out1, out2, outf):
-                o *= self.mask
+                o *= self._mask_x
         floor = np.float32(1.0 / max(self.shape))  # a region with no signal at all: one shell
-        local_freq = np.maximum(resample_linear(crossing.frequency, self.shape), floor)
-        local_res = cycles_to_angstrom(local_freq, pixel_size_angstrom=self.pixel_size_angstrom).astype(np.float32)
+        local_freq, local_res = self._local_resolution(crossing.frequency, floor)
+        out1, out2, outf = (to_host(o) for o in (out1, out2, outf))
         timings["fft_out"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
         self.calls += 1
         report(1.0, "done")
         log.debug("filtered %s in %.2f s (%d bands)", self.shape, timings["total"], lay.n_bands)
-        return FilterResult(half1=out1, half2=out2, full=outf, local_frequency=local_freq.astype(np.float32),
+        return FilterResult(half1=out1, half2=out2, full=outf, local_frequency=local_freq,
                             local_resolution_angstrom=local_res, pixel_size_angstrom=self.pixel_size_angstrom,
                             fsc_unmasked=fsc_unmasked, fsc_masked=fsc_masked, bands=lay, params=par,
-                            band_snr=None if snr_bands is None else np.stack(snr_bands), timings=timings)
+                            band_snr=None if snr_bands is None else to_host(xp.stack(snr_bands)), timings=timings)
+
+    def _local_resolution(self, frequency: _Array, floor: np.float32
+                          ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Local frequency (cycles/voxel, at least ``floor``) and resolution (Å) on the full grid, on the host."""
+        xp = self._xp
+        freq = xp.empty(self.shape, dtype=xp.float32)
+        res = xp.empty(self.shape, dtype=xp.float32)
+
+        def work(z0: int, z1: int) -> None:
+            f = xp.maximum(resample_rows(frequency, self.shape, z0, z1), floor)
+            freq[z0:z1] = f
+            res[z0:z1] = cycles_to_angstrom(f, pixel_size_angstrom=self.pixel_size_angstrom)
+
+        rows = _slabs.slab_rows(self.shape[0], self.shape[1] * self.shape[2], xp)
+        _slabs.run(work, self.shape[0], rows=rows, workers=self.workers)
+        return to_host(freq), to_host(res)
 
 
 class _Outputs:
     """Sums of the weighted bands of the two halves and the average.
 
-    Bands on cropped grids are summed as spectra on the largest cropped grid; when the first
-    full-size band arrives (bands come in increasing order) those sums become real volumes,
-    to which the full-size bands are added directly, saving their forward FFTs.
+    Bands on cropped grids are summed as spectra: each band's three weighted spectra absorb the
+    sums of the smaller bands before them (grids grow with the band), so no sum is kept at a
+    size larger than the band in hand. When the first full-size band arrives (bands come in
+    increasing order) the sums become real volumes, to which the full-size bands are added
+    directly, saving their forward FFTs. The two full-size buffers the full-size bands are made
+    in are made once per call (:meth:`map_buffers`).
     """
 
     def __init__(self, shape: tuple[int, ...], grids: tuple[tuple[int, ...], ...], *, workers: int,
-                 backend: str) -> None:
+                 backend: str, xp: Any = np) -> None:
         self.shape = shape
-        self.workers, self.backend = workers, backend
-        cropped = [g for g in grids if g != shape]
-        self.acc_grid = tuple(max(g[i] for g in cropped) for i in range(3)) if cropped else shape
-        self.spectra: list[npt.NDArray[np.complex64]] = [np.zeros(rfft_shape(self.acc_grid), np.complex64)
-                                                         for _ in range(3)]
-        self.real: list[npt.NDArray[np.float32]] = []
+        self.workers, self.backend, self.xp = workers, backend, xp
+        self.spectra: list[_Array] = []  # the sums of the cropped bands so far, on spectra_grid
+        self.spectra_grid: tuple[int, ...] | None = None
+        self.real: list[_Array] = []
+        self._work: list[_Array] = []
+
+    def _full_buffer(self, i: int) -> _Array:
+        while len(self._work) <= i:
+            self._work.append(self.xp.empty(rfft_shape(self.shape), dtype=self.xp.complex64))
+        return self._work[i]
+
+    def map_buffers(self, grid: tuple[int, ...]) -> list[_Array]:
+        """Two complex64 buffers of ``grid``'s rfft shape to make a band's maps in.
+
+        Full-size ones are the call's two reusable buffers (the sums become real volumes first,
+        through one of them); smaller ones are new, and become the band's weighted spectra.
+        """
+        if grid != self.shape:
+            return [self.xp.empty(rfft_shape(grid), dtype=self.xp.complex64) for _ in range(2)]
+        self._to_real()
+        return [self._full_buffer(0), self._full_buffer(1)]
 
     def _to_real(self) -> None:
+        if self.real:
+            return
+        xp = self.xp
+        if not self.spectra:
+            self.real = [xp.zeros(self.shape, dtype=xp.float32) for _ in range(3)]
+            return
+        assert self.spectra_grid is not None
+        spec = self._full_buffer(0)
         while self.spectra:
-            spec = np.zeros(rfft_shape(self.shape), np.complex64)
-            spec[np.ix_(*crop_indices(self.shape, self.acc_grid))] = self.spectra.pop(0)
+            part = self.spectra.pop(0)
+            spec.fill(0)
+            for in_full, in_crop in crop_blocks(self.shape, self.spectra_grid):
+                spec[in_full] = part[in_crop]
+            del part
             self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, workers=self.workers,
                                          backend=self.backend))
 
-    def add(self, b: int, o1: npt.NDArray[np.float32], o2: npt.NDArray[np.float32],
-            of: npt.NDArray[np.float32]) -> None:
-        """Add band ``b``'s weighted half 1, half 2 and average (on the band's grid)."""
-        grid = o1.shape
+    def _absorb(self, grid: tuple[int, ...], spectra: list[_Array]) -> None:
+        """Make ``spectra`` (band on ``grid``) the running sums: add the sums so far into them."""
+        if self.spectra_grid is not None:
+            blocks = crop_blocks(grid, self.spectra_grid)
+            for spec, old in zip(spectra, self.spectra, strict=True):
+                for in_full, in_crop in blocks:
+                    spec[in_full] += old[in_crop]
+        self.spectra, self.spectra_grid = spectra, grid
+
+    def add_weighted(self, grid: tuple[int, ...], maps: Sequence[_Array], w_half: _Array) -> None:
+        """Weight one band's maps (made on ``grid`` in ``maps`` by :meth:`LocalFilter._band_stats`) and add them.
+
+        ``w_half`` is the half weight ``S/(S+N)`` on the band's statistics grid; the average
+        gets ``S/(S+N/2) = 2w/(1+w)`` (one interpolation serves both; the 1/2 of the average
+        cancels the 2). Interpolation and weighting run slab by slab: no volume-sized weights.
+        """
+        xp = self.xp
+        b1, b2 = (_fft.real_view(m, grid) for m in maps)
+
+        def weights(z0: int, z1: int) -> tuple[_Array, _Array]:
+            w = resample_rows(w_half, grid, z0, z1)
+            w_full = w + 1
+            xp.divide(w, w_full, out=w_full)
+            return w, w_full
+
+        if grid == self.shape:
+            o1, o2, of = self.real
+
+            def add(z0: int, z1: int) -> None:
+                w, w_full = weights(z0, z1)
+                x1, x2 = b1[z0:z1], b2[z0:z1]
+                t = x1 + x2
+                t *= w_full
+                of[z0:z1] += t
+                xp.multiply(x1, w, out=t)
+                o1[z0:z1] += t
+                xp.multiply(x2, w, out=t)
+                o2[z0:z1] += t
+
+            _slabs.run(add, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * grid[2], xp), workers=self.workers)
+            return
+
+        def produce(z0: int, z1: int) -> tuple[_Array, _Array, _Array]:
+            w, w_full = weights(z0, z1)
+            x1, x2 = b1[z0:z1], b2[z0:z1]
+            full = x1 + x2
+            full *= w_full
+            return x1 * w, x2 * w, full
+
+        spectra = [maps[0], maps[1], xp.empty(rfft_shape(grid), dtype=xp.complex64)]
+        _fft.rfftn_slabs(produce, grid, spectra, workers=self.workers, backend=self.backend)
+        self._absorb(grid, spectra)
+
+    def add(self, b: int, o1: _Array, o2: _Array, of: _Array) -> None:
+        """Add band ``b``'s weighted half 1, half 2 and average (real, on the band's grid)."""
+        grid = tuple(o1.shape)
         if grid == self.shape:
             self._to_real()
             for target, part in zip(self.real, (o1, o2, of), strict=True):
                 target += part
         else:
-            sub = np.ix_(*crop_indices(self.acc_grid, grid))
-            for spec, part in zip(self.spectra, (o1, o2, of), strict=True):
-                spec[sub] += _fft.rfftn(part, workers=self.workers, backend=self.backend)
+            self._absorb(grid, [_fft.rfftn(part, workers=self.workers, backend=self.backend) for part in (o1, o2, of)])
 
-    def finish(self) -> tuple[npt.NDArray[np.float32], ...]:
+    def finish(self) -> tuple[_Array, ...]:
         """The three real output volumes."""
         self._to_real()
+        self._work = []
         return tuple(self.real)
 
 
@@ -398,24 +546,27 @@ class _Crossing:
     linearly in the local FSC. Voxels that never fall below stay at the last centre (Nyquist).
     """
 
-    def __init__(self, shape: tuple[int, ...], centres: tuple[float, ...], criterion: float) -> None:
+    def __init__(self, shape: tuple[int, ...], centres: tuple[float, ...], criterion: float, *,
+                 xp: Any = np) -> None:
         self.centres = centres
         self.criterion = np.float32(criterion)
-        self.frequency = np.full(shape, centres[-1], np.float32)
-        self.found = np.zeros(shape, bool)
-        self.prev: npt.NDArray[np.float32] | None = None
+        self.xp = xp
+        self.frequency = xp.full(shape, centres[-1], dtype=xp.float32)
+        self.found = xp.zeros(shape, dtype=bool)
+        self.prev: _Array | None = None
 
-    def update(self, b: int, sig: npt.NDArray[np.float32], noise: npt.NDArray[np.float32]) -> None:
+    def update(self, b: int, sig: _Array, noise: _Array) -> None:
         """Take band ``b``'s local signal and noise power (on the coarse statistics grid)."""
+        xp = self.xp
         den = sig + noise
-        loc = np.divide(sig, den, out=np.ones_like(sig), where=den > 0)  # no noise at all: FSC 1
+        loc = xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(1))  # no noise at all: FSC 1
         crit = self.criterion
         if self.prev is None:
             cross = loc < crit
             self.frequency[cross] = 0.0
         else:
             cross = ~self.found & (loc < crit)
-            t = np.clip((self.prev - crit) / np.maximum(self.prev - loc, np.float32(1e-12)), 0, 1)
+            t = xp.clip((self.prev - crit) / xp.maximum(self.prev - loc, np.float32(1e-12)), 0, 1)
             c0, c1 = self.centres[b - 1], self.centres[b]
             self.frequency[cross] = (c0 + t * (c1 - c0))[cross]
         self.found |= cross
@@ -424,7 +575,7 @@ class _Crossing:
 
 def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angstrom: float,
                  mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None,
+                 workers: int = 1, backend: str | None = None, device: str = "cpu",
                  progress: ProgressCallback | None = None) -> FilterResult:
     """Locally filter two half-maps band by band (one-shot form of :class:`LocalFilter`).
 
@@ -439,9 +590,12 @@ def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angst
     params : FilterParams, optional
         Settings.
     workers : int
-        FFT threads.
-    backend : {"pyfftw", "scipy"}, optional
-        FFT implementation.
+        Threads.
+    backend : {"scipy", "pyfftw"}, optional
+        FFT implementation on the CPU.
+    device : {"cpu", "cuda"}
+        ``"cuda"``: run on a GPU through CuPy (``pip install 'locband[gpu]'``); inputs and
+        results are NumPy arrays either way.
     progress : callable, optional
         ``progress(fraction, message)``.
 
@@ -453,7 +607,8 @@ def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angst
     Raises
     ------
     ValueError
-        Shapes differ, non-finite or constant input, bad mask or settings.
+        Shapes differ, non-finite or constant input, bad mask or settings, a device that is not
+        available.
     TypeError
         Non-numeric input.
 
@@ -467,5 +622,5 @@ def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angst
     h2 = check_volume(half2, name="half2")
     check_same_shape(h1, h2, names=("half1", "half2"))
     lf = LocalFilter(h1.shape, pixel_size_angstrom=pixel_size_angstrom, mask=mask, params=params,
-                     workers=workers, backend=backend)
+                     workers=workers, backend=backend, device=device)
     return lf._run([h1, h2], progress)  # already validated: once is enough
