@@ -22,7 +22,9 @@ from locband.engine import _device
 __all__ = ["slab_rows", "run", "row_slabs"]
 
 #: elements per slab on the host: 2^18 float32 values (1 MiB), so that a slab and the
-#: temporaries of a dozen operations stay in the per-core caches (TODO-MEASURE)
+#: temporaries of a dozen operations stay in the per-core caches. Measured (CPU-s of a 256^3 filter,
+#: 1 thread, best of 2 on the shared machine, +-10 %): 2^14 2.6, 2^16 2.9, 2^18 2.6, 2^20 3.0,
+#: 2^22 3.2, the whole volume at once 4.4
 _SLAB_ELEMENTS = 1 << 18
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
