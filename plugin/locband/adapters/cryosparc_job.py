@@ -83,6 +83,7 @@ class FilterRequest:
     params: FilterParams = field(default_factory=FilterParams)
     workers: int | None = None  # None: the idle cores (locband._threads)
     backend: str | None = None
+    device: str = "cpu"
     title: str = "locband local filter"
 
 
@@ -170,7 +171,7 @@ def _filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, req: F
                  progress: Progress | None) -> FilterResult:
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
                      params=req.params, workers=req.workers if req.workers is not None else default_threads(),
-                     backend=req.backend)
+                     backend=req.backend, device=req.device)
     return lf(m1.data, m2.data, progress=progress)
 
 
@@ -184,7 +185,7 @@ def _check_against_record(record: VolumeRecord, m1: MapData, px_header: float) -
 # -- offline ----------------------------------------------------------------------------------
 def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = None, mask_slot: str = "auto",
                    params: FilterParams | None = None, workers: int | None = None, backend: str | None = None,
-                   progress: Progress | None = None) -> dict[str, Any]:
+                   device: str = "cpu", progress: Progress | None = None) -> dict[str, Any]:
     """Filter the half-maps of a cryoSPARC job folder (or volume ``.cs``) into a new folder.
 
     Parameters
@@ -197,7 +198,7 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
         Folder the ``.cs`` paths are relative to (default: the parent of the job folder).
     mask_slot : str
         ``auto``, ``none`` or a slot name.
-    params, workers, backend, progress
+    params, workers, backend, device, progress
         Engine settings, as for :func:`locband.local_filter` (``workers=None``: the idle cores).
 
     Returns
@@ -231,7 +232,7 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
     _check_against_record(record, m1, px)
     out = ensure_output_dir(out_dir)  # only once the inputs are known to be good
     req = FilterRequest(project="", workspace="", job="", mask_slot=mask_slot, params=params or FilterParams(),
-                        workers=workers, backend=backend)
+                        workers=workers, backend=backend, device=device)
     result = _filter_maps(m1, m2, mk, px, req, progress)
     summary = summarise(result, inputs={"half1": str(paths["map_half_A"]), "half2": str(paths["map_half_B"]),
                                         "mask": str(paths[mslot]) if mslot else None},

@@ -89,8 +89,11 @@ class RefinementFilter:
         Engine settings.
     workers : int, optional
         Threads (default: the idle cores this process may use, see :mod:`locband._threads`).
-    backend : {"pyfftw", "scipy"}, optional
-        FFT implementation (default pyFFTW where installed).
+    backend : {"scipy", "pyfftw"}, optional
+        FFT implementation on the CPU (default scipy).
+    device : {"cpu", "cuda"}
+        ``"cuda"``: filter on a GPU through CuPy (``pip install 'locband[gpu]'``); cuFFT plans and
+        device memory (CuPy's pool) are reused from call to call.
 
     Raises
     ------
@@ -105,10 +108,10 @@ class RefinementFilter:
 
     def __init__(self, shape: tuple[int, ...], *, pixel_size_angstrom: float,
                  mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
-                 workers: int | None = None, backend: str | None = None) -> None:
+                 workers: int | None = None, backend: str | None = None, device: str = "cpu") -> None:
         workers = default_threads() if workers is None else workers
         self._filter = LocalFilter(shape, pixel_size_angstrom=pixel_size_angstrom, mask=mask, params=params,
-                                   workers=workers, backend=backend)
+                                   workers=workers, backend=backend, device=device)
         self.history: list[float] = []
 
     @property

@@ -30,6 +30,7 @@ RELION argument                   locband
 ``--apply_mask [yes|no]``         :attr:`FilterParams.apply_mask`
 ``--band_snr [yes|no]``           :attr:`FilterParams.keep_band_snr` (writes band_snr.mrc)
 ``--fft_backend pyfftw|scipy``    FFT implementation
+``--device cpu|cuda``             where the filter runs (``cuda``: a GPU, through CuPy)
 ``--report [yes|no]``             write report.png / report.pdf (default yes)
 ``--pipeline_control DIR``        accepted and ignored (the exit files go to ``--o``)
 ``--in_movies`` ... ``--in_coords`` accepted and ignored, with a note in run.out
@@ -81,6 +82,7 @@ OPTION_TABLE: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "apply_mask": ((), "bool", "apply_mask", "multiply the filtered maps by the mask"),
     "band_snr": ((), "bool", "keep_band_snr", "also write band_snr.mrc"),
     "fft_backend": ((), "choice:pyfftw,scipy", "fft_backend", "FFT implementation"),
+    "device": ((), "choice:cpu,cuda", "device", "cpu, or cuda: run on a GPU (needs pip install 'locband[gpu]')"),
     "report": ((), "bool", "report", "write report.png and report.pdf (default yes)"),
 }
 
@@ -117,6 +119,7 @@ class Request:
     pixel_size_angstrom: float | None = None
     params: FilterParams = field(default_factory=FilterParams)
     fft_backend: str | None = None
+    device: str = "cpu"
     report: bool = True
     pipeline_control: str | None = None
     ignored: tuple[str, ...] = ()
@@ -248,6 +251,7 @@ def request_from_namespace(ns: argparse.Namespace, extra: Sequence[str] = ()) ->
         pixel_size_angstrom=values.get("pixel_size_angstrom"),
         params=params,
         fft_backend=values.get("fft_backend"),
+        device=values.get("device", "cpu"),
         report=values.get("report", True),
         pipeline_control=ns.pipeline_control,
         ignored=tuple(ignored) + tuple(extra),
@@ -379,7 +383,7 @@ def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     progress = job.progress(TerminalProgress(stdout, enabled=True) if stdout is not None else None)
     summary = filter_files(halves.half1, halves.half2, mask_path=halves.mask, out_dir=Path(req.out_dir),
                            pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=threads,
-                           backend=req.fft_backend, report=req.report, progress=progress)
+                           backend=req.fft_backend, device=req.device, report=req.report, progress=progress)
     job.check_abort("writing the outputs")
     written = dict(summary["outputs"])
     if req.report and (Path(req.out_dir) / REPORT_NAMES["pdf"]).is_file():

@@ -118,6 +118,8 @@ class ExtRecRequest:
         two half-set calls, which filter at the same time.
     backend : str or None
         FFT backend.
+    device : str
+        ``"cpu"`` or ``"cuda"`` (the filter on a GPU; the reconstruction stays on the CPU).
     notes : list of str
         What was looked up where (logged).
     """
@@ -135,6 +137,7 @@ class ExtRecRequest:
     params: FilterParams
     workers: int | None = None
     backend: str | None = None
+    device: str = "cpu"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -214,7 +217,7 @@ def detect_sequential(name: HookName, job_dir: Path, *, ancestors: list[tuple[in
 
 def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, mask: str | None = None,
                   final_mode: str = "plain", timeout_s: float = 1800.0, params: FilterParams | None = None,
-                  workers: int | None = None, backend: str | None = None) -> ExtRecRequest:
+                  workers: int | None = None, backend: str | None = None, device: str = "cpu") -> ExtRecRequest:
     """Read the hook's STAR file and the job's metadata into an :class:`ExtRecRequest`.
 
     Pixel size: option, else ``rlnPixelSize`` of the hook STAR (4.0+), else the previous
@@ -263,7 +266,7 @@ def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, m
                          pixel_size_source=source, mask_path=mask_path, symmetry=symmetry,
                          sequential=detect_sequential(name, job_dir) if name.half else None,
                          final_mode=final_mode, timeout_s=float(timeout_s), params=params or FilterParams(),
-                         workers=workers, backend=backend, notes=tuple(notes))
+                         workers=workers, backend=backend, device=device, notes=tuple(notes))
 
 
 def _positive(value: Any) -> bool:
@@ -511,7 +514,7 @@ def _filter(req: ExtRecRequest, h1: npt.NDArray[np.float32], h2: npt.NDArray[np.
     from locband.engine.local import LocalFilter
 
     lf = LocalFilter(h1.shape, pixel_size_angstrom=req.pixel_size_angstrom, mask=_load_mask(req),
-                     params=req.params, workers=_workers(req), backend=req.backend)
+                     params=req.params, workers=_workers(req), backend=req.backend, device=req.device)
     return lf(h1, h2)
 
 

@@ -65,7 +65,9 @@ def add_common_filter_args(parser: argparse.ArgumentParser) -> None:
                    help="threads (default: the idle cores this process may use, from the CPU affinity and "
                         "the 1-minute load average; threads competing with busy processes run many times slower)")
     g.add_argument("--fft-backend", choices=("pyfftw", "scipy"), default=None,
-                   help="FFT implementation (default: pyfftw if installed)")
+                   help="FFT implementation on the CPU (default: scipy)")
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to filter: cpu (default), or cuda for a GPU (needs pip install 'locband[gpu]')")
     g.add_argument("--band-ratio", type=float, default=d.band_ratio, metavar="R",
                    help=f"ratio between band centres (default {d.band_ratio:.4f}, 3 bands per octave)")
     g.add_argument("--window-wavelengths", type=float, default=d.window_wavelengths, metavar="K",

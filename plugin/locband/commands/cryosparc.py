@@ -105,7 +105,8 @@ def filter_request(args: argparse.Namespace) -> Any:
 
     return FilterRequest(project=args.project, workspace=args.workspace, job=args.job, output=args.output,
                          mask_slot=args.mask_slot, params=params_from_args(args), workers=threads_from_args(args),
-                         backend=args.fft_backend, title=getattr(args, "title", "locband local filter"))
+                         backend=args.fft_backend, device=args.device,
+                         title=getattr(args, "title", "locband local filter"))
 
 
 def loop_request(args: argparse.Namespace) -> Any:
@@ -147,7 +148,7 @@ def _run_offline(args: argparse.Namespace) -> int:
     summary = filter_offline(Path(args.source), Path(args.out_dir),
                              project_dir=Path(args.project_dir) if args.project_dir else None,
                              mask_slot=args.mask_slot, params=params, workers=threads_from_args(args),
-                             backend=args.fft_backend,
+                             backend=args.fft_backend, device=args.device,
                              progress=TerminalProgress(enabled=not args.quiet))
     print(f"locband cryosparc offline: wrote {args.out_dir} (volume dataset {summary['cryosparc']['volume_cs']})")
     return 0

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     inputs.commit()
     threads = threads_from_args(args)
     summary = filter_files(files["half1"], files["half2"], mask_path=files["mask"], out_dir=out,
-                           params=params_from_args(args), workers=threads, backend=args.fft_backend,
+                           params=params_from_args(args), workers=threads, backend=args.fft_backend, device=args.device,
                            report=not args.no_report, progress=TerminalProgress(enabled=not args.quiet))
     filtered = read_map(Path(summary["outputs"]["full"])).data
     glob, _, _ = global_wiener_filter(pair.half1, pair.half2, mask=pair.mask, workers=threads)

@@ -73,12 +73,12 @@ def array_module(a: Any) -> Any:
     """The namespace an array belongs to (:mod:`numpy` for NumPy arrays and Python numbers)."""
     if isinstance(a, (np.ndarray, np.generic, int, float, complex)):
         return np
-    ns = getattr(a, "__array_namespace__", None)
-    if ns is not None:
-        return ns()
     cp = sys.modules.get("cupy")
     if cp is not None and isinstance(a, cp.ndarray):
         return cp
+    ns = getattr(a, "__array_namespace__", None)  # other array libraries (the tests' fake device)
+    if ns is not None:
+        return ns()
     return np
 
 

@@ -61,9 +61,7 @@ def frequency_squared_rows(grid: tuple[int, ...], steps: tuple[float, ...], z0: 
     fx = _axis_freq(grid[2], steps[2], half=True)[None, None, :] ** 2
     if xp is np:
         return (fz + fy + fx).astype(np.float32)
-    f64 = xp.asarray(fz) + xp.asarray(fy)
-    f64 += xp.asarray(fx)
-    return f64.astype(xp.float32)
+    return (xp.asarray(fz) + xp.asarray(fy) + xp.asarray(fx)).astype(xp.float32)
 
 
 @lru_cache(maxsize=64)
