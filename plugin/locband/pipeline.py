@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -168,10 +169,14 @@ def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: P
     if report:
         from locband.report import write_report
 
+        # the report shows the full map and the local resolution: the rest goes before the
+        # halves are read again (at 512^3 that keeps this step below the filter's own peak)
+        shown = SimpleNamespace(full=result.full, local_resolution_angstrom=result.local_resolution_angstrom)
+        del result
         raw = read_map(half1, what="half-map 1").data
         raw += read_map(half2, what="half-map 2").data
         raw *= np.float32(0.5)
-        write_report(out, summary=summary, raw=raw, result=result, mask=lf.mask)
+        write_report(out, summary=summary, raw=raw, result=shown, mask=lf.mask)
     summary["timings_seconds"]["write"] = round(time.perf_counter() - t1, 4)
     return summary
 

@@ -12,7 +12,7 @@ import pytest
 from locband_reference import reference_filter
 
 from locband import FilterParams, LocalFilter
-from locband.engine import _fft, _slabs
+from locband.engine import _fft, _slabs, local
 from locband.engine.synthetic import synthetic_pair
 
 CASES = [
@@ -34,10 +34,18 @@ def slab_elements(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[False, True], ids=["schedule-default", "schedule-lean"])
+def lean(request, monkeypatch):
+    """The lean schedule (large boxes: full-size band maps made again one half at a time) on small boxes."""
+    if request.param:
+        monkeypatch.setattr(local, "_LEAN_MIN_VOXELS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("backend", _fft.available_backends())
 @pytest.mark.parametrize(("shape", "with_mask", "params"), CASES)
-def test_same_result_as_before_the_speed_work(shape, with_mask, params, backend, workers, slab_elements):
+def test_same_result_as_before_the_speed_work(shape, with_mask, params, backend, workers, slab_elements, lean):
     pair = synthetic_pair(shape, kind="rigid_flexible", noise_std=0.7, seed=11)
     mask = pair.mask if with_mask else None
     ref = reference_filter(pair.half1, pair.half2, mask=mask, params=params)
@@ -56,7 +64,7 @@ def test_same_result_as_before_the_speed_work(shape, with_mask, params, backend,
     np.testing.assert_allclose(new.local_frequency, ref[3], rtol=0, atol=1e-4)
 
 
-def test_results_do_not_depend_on_the_thread_count(slab_elements):
+def test_results_do_not_depend_on_the_thread_count(slab_elements, lean):
     pair = synthetic_pair((40, 36, 44), kind="rigid_flexible", noise_std=0.7, seed=12)
     one, three = (LocalFilter(pair.truth.shape, pixel_size_angstrom=1.0, mask=pair.mask, workers=w)(
         pair.half1, pair.half2) for w in (1, 3))

@@ -262,7 +262,7 @@ def rfftn_slabs(produce: Callable[[int, int], Sequence[Any]], shape: tuple[int, 
     _slabs.run(xy, nz, rows=_slabs.slab_rows(nz, ny * nx, np), workers=workers)
     for out in outs:
         res = ops.fft(out, 0, workers, overwrite=True)
-        if res is not out:  # pragma: no cover - scipy transforms contiguous complex64 in place
+        if not np.shares_memory(res, out):  # pragma: no cover - scipy transforms contiguous complex64 in place
             out[...] = res
 
 

@@ -43,7 +43,7 @@ import numpy.typing as npt
 from locband.engine import _device, _fft, _slabs
 from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume
 from locband.engine._device import to_host
-from locband.engine._grid import crop_blocks, crop_rows, frequency_squared, frequency_squared_rows, rfft_shape
+from locband.engine._grid import crop_blocks, crop_rows, frequency_squared_rows, rfft_shape
 from locband.engine._interp import resample_linear, resample_rows
 from locband.engine.bands import band_layout, band_weight, gaussian_window
 from locband.engine.fsc import fsc_from_spectra
@@ -58,7 +58,41 @@ ProgressCallback = Callable[[float, str], None]
 _Array = Any  # an array of the filter's namespace: numpy.ndarray, or cupy.ndarray on a GPU
 
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
+#: boxes of at least this many voxels are filtered in the lean schedule (see LocalFilter._band):
+#: 8 full-size volumes at the peak instead of 9 (512^3: about 3.6 instead of 4.6 GiB), for two more
+#: inverse transforms per full-size band but the last (about 8 % more CPU time). Below it, memory is
+#: no concern (300^3: under 1 GiB either way) and speed is.
+_LEAN_MIN_VOXELS = 300 ** 3
+#: band weights of at most this many coefficients (4 MiB) are kept between calls: keeping the
+#: larger ones would hold 120 MiB at 512^3, for about 0.05 CPU-s per call at 256^3
+_KEEP_WEIGHT_ELEMENTS = 1 << 20
+#: the same for the windows of the statistics (2 MiB each): at 512^3 all of them would hold 50 MiB
+_KEEP_WINDOW_ELEMENTS = 1 << 19
 _NOISE_WINDOW = 2.0  # noise window sigma relative to the signal window (measured: README)
+
+
+def _trim_heap() -> None:
+    """Return the C heap's free memory to the system, where the C library can (glibc's malloc_trim).
+
+    Arrays under 32 MiB come from the heap; after the many medium-sized temporaries of the
+    cropped bands it keeps about 200 MiB free at 512^3, which would add to the peak of the
+    full-size phase. Elsewhere (no glibc) this does nothing.
+    """
+    trim = _MALLOC_TRIM[0]
+    if trim is not None:
+        trim(0)
+
+
+def _find_malloc_trim() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM: list[Any] = [_find_malloc_trim()]
 
 
 @dataclass
@@ -67,9 +101,8 @@ class _BandSetup:
 
     grid: tuple[int, ...]
     small: tuple[int, ...]
-    g_signal: _Array  # window of the cross-power on the small grid's spectrum
-    g_noise: _Array  # window of the noise power, times the 1/2 of D = <(b1 - b2)^2> / 2
-    weight: _Array | None  # band weight on the band's spectrum, kept for grids <= 1/4 of the box
+    windows: tuple[_Array, _Array] | None  # LocalFilter._windows, kept for small statistics grids
+    weight: _Array | None  # band weight on the band's spectrum, kept for small grids
 
 
 class LocalFilter:
@@ -203,48 +236,95 @@ class LocalFilter:
 
         cs, ds = _fft.rfftn_cropped(produce, setup.grid, setup.small, count=2, workers=self.workers,
                                     backend=self.backend)
-        cs *= setup.g_signal
-        ds *= setup.g_noise
+        g_signal, g_noise = setup.windows if setup.windows is not None else self._windows(b)
+        cs *= g_signal
+        ds *= g_noise
+        del g_signal, g_noise
         c = _fft.irfftn(cs, setup.small, overwrite_input=True, workers=self.workers, backend=self.backend)
         d = _fft.irfftn(ds, setup.small, overwrite_input=True, workers=self.workers, backend=self.backend)
         xp.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
         return c, d
 
     def _band(self, b: int, f1: _Array, f2: _Array, outputs: _Outputs) -> tuple[_Array, _Array]:
-        """Weight band ``b`` of both halves and add it to ``outputs``.
+        """Weight band ``b`` of both halves and add it to ``outputs`` (bands in increasing order).
 
-        Returns the local signal and noise power on the coarse statistics grid.
+        Returns the local signal and noise power on the coarse statistics grid. The last band
+        (always full-size) is made in place in ``f1`` and ``f2``, which it consumes: nothing
+        needs the spectra after it. In the lean schedule (boxes of at least
+        ``_LEAN_MIN_VOXELS``), the statistics of the other full-size bands are computed before
+        the first band, while the sums are still small, and their maps are made again one half
+        at a time when they are added: one full-size buffer instead of two next to the three
+        output volumes, for two more inverse transforms per such band.
         """
-        xp = self._xp
-        maps = outputs.map_buffers(self.layout.grid_shapes[b])
+        lay, grid = self.layout, self.layout.grid_shapes[b]
+        if outputs.early is None:
+            outputs.early = self._early_statistics(f1, f2, outputs) if self._lean() else {}
+        if b in outputs.early:
+            w_half, stats = outputs.early.pop(b)
+            outputs.add_one_at_a_time(grid, lambda f, buf: self._one_map(b, f, buf), (f1, f2), w_half)
+            return stats
+        last = b == lay.n_bands - 1
+        if last:
+            outputs.release_map_buffers()  # the last band is made in the spectra's memory
+        maps = (f1, f2) if last else outputs.map_buffers(grid)
         _, _, sig, d = self._band_stats(b, f1, f2, maps=maps)
+        outputs.add_weighted(grid, maps, self._half_weight(sig, d))
+        return resample_linear(sig, self.stats_shape), resample_linear(d, self.stats_shape)
+
+    def _lean(self) -> bool:
+        return int(np.prod(self.shape)) >= _LEAN_MIN_VOXELS
+
+    def _early_statistics(self, f1: _Array, f2: _Array, outputs: _Outputs
+                          ) -> dict[int, tuple[_Array, tuple[_Array, _Array]]]:
+        """Half weights and coarse statistics of the full-size bands but the last, made before any band is summed."""
+        lay, out = self.layout, {}
+        for b in range(lay.n_bands - 1):
+            if lay.grid_shapes[b] == self.shape:
+                _, _, sig, d = self._band_stats(b, f1, f2, maps=outputs.map_buffers(self.shape, start=False))
+                out[b] = (self._half_weight(sig, d), (resample_linear(sig, self.stats_shape),
+                                                      resample_linear(d, self.stats_shape)))
+        outputs.release_map_buffers()  # the sums of the cropped bands need the room now
+        _trim_heap()
+        return out
+
+    def _one_map(self, b: int, f: _Array, buf: _Array) -> _Array:
+        """Band ``b`` of one half in real space, made in place in ``buf``."""
+        grid = self.layout.grid_shapes[b]
+        self._band_spectra(b, (f,), (buf,))
+        return _fft.irfftn(buf, grid, overwrite_input=True, out=_fft.real_view(buf, grid), workers=self.workers,
+                           backend=self.backend)
+
+    def _half_weight(self, sig: _Array, d: _Array) -> _Array:
+        """The weight of one half, ``S / (S + N)`` (0 where there is neither), on the statistics grid."""
+        xp = self._xp
         den = sig + d
-        w_half = xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(0))
-        stats = (resample_linear(sig, self.stats_shape), resample_linear(d, self.stats_shape))
-        outputs.add_weighted(self.layout.grid_shapes[b], maps, w_half)
-        return stats
+        return xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(0))
 
     def _setup(self, b: int) -> _BandSetup:
         """Band ``b``'s grids and windows (and weights for small grids), made once per filter.
 
-        Band weights are kept only for grids of at most a quarter of the box (at 256^3 the
-        larger ones would cost about 140 MB, against a 1 GiB target); they are made slab by slab
-        on every call instead.
+        Band weights are kept only for grids of at most ``_KEEP_WEIGHT_ELEMENTS`` coefficients;
+        larger ones are made slab by slab on every call instead.
         """
         cached = self._setup_cache.get(b)
         if cached is not None:
             return cached
-        xp, lay = self._xp, self.layout
-        grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
-        s2_small = frequency_squared(small, self._steps)  # a cropped grid's frequencies (per original voxel)
-        gs = gaussian_window(s2_small, lay.sigma_voxels[b])
-        gn = gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW) * np.float32(0.5)
-        keep = 4 * int(np.prod(grid)) <= int(np.prod(self.shape))
-        setup = _BandSetup(grid=grid, small=small, g_signal=_device.to_device(gs, xp),
-                           g_noise=_device.to_device(gn, xp),
+        grid, small = self.layout.grid_shapes[b], self.layout.stats_shapes[b]
+        keep = int(np.prod(rfft_shape(grid))) <= _KEEP_WEIGHT_ELEMENTS
+        setup = _BandSetup(grid=grid, small=small,
+                           windows=self._windows(b) if int(np.prod(rfft_shape(small))) <= _KEEP_WINDOW_ELEMENTS
+                           else None,
                            weight=self._weight_rows(b, 0, grid[0]) if keep else None)
         self._setup_cache[b] = setup
         return setup
+
+    def _windows(self, b: int) -> tuple[_Array, _Array]:
+        """Band ``b``'s windows on its statistics grid's spectrum: of ``C``, and of ``D`` times its 1/2."""
+        lay, small = self.layout, self.layout.stats_shapes[b]
+        s2 = frequency_squared_rows(small, self._steps, 0, small[0])  # frequencies per original voxel
+        gs = gaussian_window(s2, lay.sigma_voxels[b])
+        gn = gaussian_window(s2, lay.sigma_voxels[b] * _NOISE_WINDOW) * np.float32(0.5)
+        return _device.to_device(gs, self._xp), _device.to_device(gn, self._xp)
 
     def _small_mask(self, small: tuple[int, ...]) -> _Array | None:
         """The mask Fourier-cropped to a statistics grid (all of them made from one transform)."""
@@ -274,7 +354,8 @@ class LocalFilter:
         """
         xp = self._xp
         m = self._small_mask(small)
-        v = xp.square(d) * np.float32(1.0 / n_eff)
+        v = xp.square(d)
+        v *= np.float32(1.0 / n_eff)
         wsum = float(m.sum()) if m is not None else float(c.size)
 
         def mean(a: _Array) -> float:
@@ -282,14 +363,25 @@ class LocalFilter:
 
         level = mean(c)
         prior = np.float32(level) * m if m is not None else np.float32(level)
-        tau2 = max(mean(xp.square(c - prior)) - mean(v), 0.0)
-        k = np.float32(tau2) / (np.float32(tau2) + v) if tau2 > 0 else xp.zeros_like(c)
-        x = prior + k * (c - prior)
+        x = c - prior
+        tau2 = max(mean(xp.square(x)) - mean(v), 0.0)
+        if tau2 > 0:  # k = tau2 / (tau2 + v), in v's memory
+            k = v
+            k += np.float32(tau2)
+            xp.divide(np.float32(tau2), k, out=k)
+        else:
+            k = xp.zeros_like(c)
+        del v
+        x *= k  # x = prior + k (c - prior), then clipped at 0
+        x += prior
         xp.maximum(x, 0, out=x)
-        sd = d * k * np.float32(self.params.noise_threshold / math.sqrt(n_eff))
+        sd = d * k
+        sd *= np.float32(self.params.noise_threshold / math.sqrt(n_eff))
         xp.square(sd, out=sd)
-        sd = xp.where(x > 0, sd / xp.where(x > 0, x, 1), sd)
-        return xp.maximum(x - sd, 0)
+        # the garrote: x - sd / x where x > 0; where x is 0, max(0 - sd, 0) is 0 whatever sd is
+        sd /= xp.where(x > 0, x, np.float32(1))
+        x -= sd
+        return xp.maximum(x, 0, out=x)
 
     # -- whole filter ---------------------------------------------------------------------
     def __call__(self, half1: npt.ArrayLike, half2: npt.ArrayLike, *,
@@ -351,17 +443,18 @@ class LocalFilter:
         wk, be = self.workers, self.backend
         timings: dict[str, float] = {}
         report(0.0, "Fourier transforms")
-        f1 = _fft.rfftn(h1, workers=wk, backend=be)
-        f2 = _fft.rfftn(h2, workers=wk, backend=be)
-        fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
         fsc_masked = None
-        if self.mask is not None:
+        if self.mask is not None:  # first: then each half can go as soon as its spectrum is made
             m1 = _fft.rfftn(h1 * self.mask, workers=wk, backend=be)
             m2 = _fft.rfftn(h2 * self.mask, workers=wk, backend=be)
             fsc_masked = fsc_from_spectra(m1, m2, self.shape)
             del m1, m2
         # from here on only the spectra are needed: drop the inputs (see filter_owned)
-        del h1, h2
+        f1 = _fft.rfftn(h1, workers=wk, backend=be)
+        del h1
+        f2 = _fft.rfftn(h2, workers=wk, backend=be)
+        del h2
+        fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
         timings["fft_in"] = time.perf_counter() - t0
 
         lay, par, xp = self.layout, self.params, self._xp
@@ -416,14 +509,14 @@ class LocalFilter:
 
 
 class _Outputs:
-    """Sums of the weighted bands of the two halves and the average.
+    """Sums of the weighted bands of the two halves and the average, for one call.
 
     Bands on cropped grids are summed as spectra: each band's three weighted spectra absorb the
     sums of the smaller bands before them (grids grow with the band), so no sum is kept at a
     size larger than the band in hand. When the first full-size band arrives (bands come in
-    increasing order) the sums become real volumes, to which the full-size bands are added
-    directly, saving their forward FFTs. The two full-size buffers the full-size bands are made
-    in are made once per call (:meth:`map_buffers`).
+    increasing order) the sums become real volumes, each transformed in place in a full-size
+    spectrum buffer, to which the full-size bands are added directly, saving their forward FFTs.
+    Full-size band maps are made in at most two full-size buffers per call (:meth:`map_buffers`).
     """
 
     def __init__(self, shape: tuple[int, ...], grids: tuple[tuple[int, ...], ...], *, workers: int,
@@ -433,23 +526,32 @@ class _Outputs:
         self.spectra: list[_Array] = []  # the sums of the cropped bands so far, on spectra_grid
         self.spectra_grid: tuple[int, ...] | None = None
         self.real: list[_Array] = []
-        self._work: list[_Array] = []
+        self.early: dict[int, tuple[_Array, _Array]] | None = None  # see LocalFilter._band
+        self._work: list[_Array | None] = [None, None]
 
-    def _full_buffer(self, i: int) -> _Array:
-        while len(self._work) <= i:
-            self._work.append(self.xp.empty(rfft_shape(self.shape), dtype=self.xp.complex64))
-        return self._work[i]
-
-    def map_buffers(self, grid: tuple[int, ...]) -> list[_Array]:
+    def map_buffers(self, grid: tuple[int, ...], *, start: bool = True) -> list[_Array]:
         """Two complex64 buffers of ``grid``'s rfft shape to make a band's maps in.
 
-        Full-size ones are the call's two reusable buffers (the sums become real volumes first,
-        through one of them); smaller ones are new, and become the band's weighted spectra.
+        Full-size ones are the call's two reusable buffers (with ``start``, the sums become real
+        volumes first: full-size bands are added to those); smaller ones are new, and become the
+        band's weighted spectra.
         """
+        xp = self.xp
         if grid != self.shape:
-            return [self.xp.empty(rfft_shape(grid), dtype=self.xp.complex64) for _ in range(2)]
-        self._to_real()
+            return [xp.empty(rfft_shape(grid), dtype=xp.complex64) for _ in range(2)]
+        if start:
+            self._to_real()
         return [self._full_buffer(0), self._full_buffer(1)]
+
+    def _full_buffer(self, i: int) -> _Array:
+        buf = self._work[i]
+        if buf is None:
+            buf = self._work[i] = self.xp.empty(rfft_shape(self.shape), dtype=self.xp.complex64)
+        return buf
+
+    def release_map_buffers(self) -> None:
+        """Give the full-size buffers back (they are made again if asked for)."""
+        self._work = [None, None]
 
     def _to_real(self) -> None:
         if self.real:
@@ -459,15 +561,15 @@ class _Outputs:
             self.real = [xp.zeros(self.shape, dtype=xp.float32) for _ in range(3)]
             return
         assert self.spectra_grid is not None
-        spec = self._full_buffer(0)
+        _trim_heap()  # the cropped bands' temporaries: give their room back before the full-size phase
         while self.spectra:
             part = self.spectra.pop(0)
-            spec.fill(0)
+            spec = xp.zeros(rfft_shape(self.shape), dtype=xp.complex64)
             for in_full, in_crop in crop_blocks(self.shape, self.spectra_grid):
                 spec[in_full] = part[in_crop]
             del part
-            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, workers=self.workers,
-                                         backend=self.backend))
+            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, out=_fft.real_view(spec, self.shape),
+                                         workers=self.workers, backend=self.backend))
 
     def _absorb(self, grid: tuple[int, ...], spectra: list[_Array]) -> None:
         """Make ``spectra`` (band on ``grid``) the running sums: add the sums so far into them."""
@@ -478,6 +580,16 @@ class _Outputs:
                     spec[in_full] += old[in_crop]
         self.spectra, self.spectra_grid = spectra, grid
 
+    def _weights(self, w_half: _Array, grid: tuple[int, ...], z0: int, z1: int) -> tuple[_Array, _Array]:
+        """Planes ``z0:z1`` of the half weight ``w`` and of the average's ``w / (1 + w)`` on ``grid``."""
+        w = resample_rows(w_half, grid, z0, z1)
+        w_full = w + 1
+        self.xp.divide(w, w_full, out=w_full)
+        return w, w_full
+
+    def _run_slabs(self, fn: Callable[[int, int], None], grid: tuple[int, ...]) -> None:
+        _slabs.run(fn, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * grid[2], self.xp), workers=self.workers)
+
     def add_weighted(self, grid: tuple[int, ...], maps: Sequence[_Array], w_half: _Array) -> None:
         """Weight one band's maps (made on ``grid`` in ``maps`` by :meth:`LocalFilter._band_stats`) and add them.
 
@@ -487,18 +599,12 @@ class _Outputs:
         """
         xp = self.xp
         b1, b2 = (_fft.real_view(m, grid) for m in maps)
-
-        def weights(z0: int, z1: int) -> tuple[_Array, _Array]:
-            w = resample_rows(w_half, grid, z0, z1)
-            w_full = w + 1
-            xp.divide(w, w_full, out=w_full)
-            return w, w_full
-
         if grid == self.shape:
+            self._to_real()
             o1, o2, of = self.real
 
             def add(z0: int, z1: int) -> None:
-                w, w_full = weights(z0, z1)
+                w, w_full = self._weights(w_half, grid, z0, z1)
                 x1, x2 = b1[z0:z1], b2[z0:z1]
                 t = x1 + x2
                 t *= w_full
@@ -508,11 +614,11 @@ class _Outputs:
                 xp.multiply(x2, w, out=t)
                 o2[z0:z1] += t
 
-            _slabs.run(add, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * grid[2], xp), workers=self.workers)
+            self._run_slabs(add, grid)
             return
 
         def produce(z0: int, z1: int) -> tuple[_Array, _Array, _Array]:
-            w, w_full = weights(z0, z1)
+            w, w_full = self._weights(w_half, grid, z0, z1)
             x1, x2 = b1[z0:z1], b2[z0:z1]
             full = x1 + x2
             full *= w_full
@@ -521,6 +627,30 @@ class _Outputs:
         spectra = [maps[0], maps[1], xp.empty(rfft_shape(grid), dtype=xp.complex64)]
         _fft.rfftn_slabs(produce, grid, spectra, workers=self.workers, backend=self.backend)
         self._absorb(grid, spectra)
+
+    def add_one_at_a_time(self, grid: tuple[int, ...], make_map: Callable[[_Array, _Array], _Array],
+                          spectra: Sequence[_Array], w_half: _Array) -> None:
+        """Add a full-size band whose maps are made one half at a time in one buffer (lean schedule).
+
+        ``make_map(spectrum, buffer)`` returns one half's band map made in ``buffer``. The
+        average gets ``w/(1+w) * b1`` and ``w/(1+w) * b2`` one after the other.
+        """
+        xp = self.xp
+        self._to_real()
+        of = self.real[2]
+        buf = self._full_buffer(0)
+        for spec, target in zip(spectra, self.real[:2], strict=True):
+            bmap = make_map(spec, buf)
+
+            def add(z0: int, z1: int, bmap: _Array = bmap, target: _Array = target) -> None:
+                w, w_full = self._weights(w_half, grid, z0, z1)
+                x = bmap[z0:z1]
+                t = x * w
+                target[z0:z1] += t
+                xp.multiply(x, w_full, out=t)
+                of[z0:z1] += t
+
+            self._run_slabs(add, grid)
 
     def add(self, b: int, o1: _Array, o2: _Array, of: _Array) -> None:
         """Add band ``b``'s weighted half 1, half 2 and average (real, on the band's grid)."""
@@ -533,10 +663,13 @@ class _Outputs:
             self._absorb(grid, [_fft.rfftn(part, workers=self.workers, backend=self.backend) for part in (o1, o2, of)])
 
     def finish(self) -> tuple[_Array, ...]:
-        """The three real output volumes."""
+        """The three real output volumes (C-contiguous)."""
         self._to_real()
-        self._work = []
-        return tuple(self.real)
+        self._work = [None, None]
+        out = []
+        while self.real:  # one at a time: a padded volume is dropped as soon as it is copied
+            out.append(self.xp.ascontiguousarray(self.real.pop(0)))
+        return tuple(out)
 
 
 class _Crossing:
