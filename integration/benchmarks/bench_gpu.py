@@ -39,33 +39,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugin"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_data import bench_pair  # noqa: E402
 
 from locband import LocalFilter  # noqa: E402
 from locband.engine import _device, _fft  # noqa: E402
-from locband.engine._interp import resample_linear  # noqa: E402
-from locband.engine.synthetic import synthetic_pair  # noqa: E402
 
 TARGETS = {256: 0.3, 512: 2.0}  # seconds per later call on one H200
-
-
-def bench_pair(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Half-maps and mask of an n^3 box: the synthetic particle, built at <= 256^3 and Fourier-upsampled."""
-    m = min(n, 256)
-    pair = synthetic_pair((m,) * 3, kind="rigid_flexible", noise_std=1.0, seed=1)
-    if m == n:
-        return pair.half1, pair.half2, pair.mask
-    spec = _fft.rfftn(pair.truth)
-    big = np.zeros((n, n, n // 2 + 1), np.complex64)
-    h = m // 2
-    for zs, zb in ((slice(0, h), slice(0, h)), (slice(m - h, m), slice(n - h, n))):
-        for ys, yb in ((slice(0, h), slice(0, h)), (slice(m - h, m), slice(n - h, n))):
-            big[zb, yb, :h + 1] = spec[zs, ys, :h + 1]
-    truth = _fft.irfftn(big, (n, n, n), overwrite_input=True)
-    del big, spec
-    rng = np.random.default_rng(2)
-    halves = [truth + rng.standard_normal(truth.shape, dtype=np.float32) for _ in range(2)]
-    mask = np.clip(resample_linear(pair.mask, (n, n, n)), 0, 1)
-    return halves[0], halves[1], mask
 
 
 class Gpu:

@@ -59,9 +59,9 @@ _Array = Any  # an array of the filter's namespace: numpy.ndarray, or cupy.ndarr
 
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
 #: boxes of at least this many voxels are filtered in the lean schedule (see LocalFilter._band):
-#: 8 full-size volumes at the peak instead of 9 (512^3: about 3.6 instead of 4.6 GiB), for two more
-#: inverse transforms per full-size band but the last (about 8 % more CPU time). Below it, memory is
-#: no concern (300^3: under 1 GiB either way) and speed is.
+#: seven full-size volumes at the peak instead of eight (512^3: 3.7 instead of 4.1 GiB, measured),
+#: for two more inverse transforms per full-size band but the last (17 % more CPU time, measured at
+#: 256^3 with the schedule forced). Below it memory is no concern (under 1 GiB) and speed is.
 _LEAN_MIN_VOXELS = 300 ** 3
 #: band weights of at most this many coefficients (4 MiB) are kept between calls: keeping the
 #: larger ones would hold 120 MiB at 512^3, for about 0.05 CPU-s per call at 256^3
