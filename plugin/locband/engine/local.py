@@ -264,11 +264,11 @@ class LocalFilter:
             outputs.add_one_at_a_time(grid, lambda f, buf: self._one_map(b, f, buf), (f1, f2), w_half)
             return stats
         last = b == lay.n_bands - 1
-        if last:
-            outputs.release_map_buffers()  # the last band is made in the spectra's memory
-        maps = (f1, f2) if last else outputs.map_buffers(grid)
+        maps = (f1, f2) if last else outputs.map_buffers(grid)  # the last band: in the spectra's memory
         _, _, sig, d = self._band_stats(b, f1, f2, maps=maps)
         outputs.add_weighted(grid, maps, self._half_weight(sig, d))
+        if last:  # nothing needs the spectra any more: their memory will hold the results
+            outputs.spare.extend(maps)
         return resample_linear(sig, self.stats_shape), resample_linear(d, self.stats_shape)
 
     def _lean(self) -> bool:
@@ -479,7 +479,7 @@ class LocalFilter:
             for o in (out1, out2, outf):
                 o *= self._mask_x
         floor = np.float32(1.0 / max(self.shape))  # a region with no signal at all: one shell
-        local_freq, local_res = self._local_resolution(crossing.frequency, floor)
+        local_freq, local_res = self._local_resolution(crossing.frequency, floor, outputs)
         out1, out2, outf = (to_host(o) for o in (out1, out2, outf))
         timings["fft_out"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
@@ -491,12 +491,17 @@ class LocalFilter:
                             fsc_unmasked=fsc_unmasked, fsc_masked=fsc_masked, bands=lay, params=par,
                             band_snr=None if snr_bands is None else to_host(xp.stack(snr_bands)), timings=timings)
 
-    def _local_resolution(self, frequency: _Array, floor: np.float32
+    def _local_resolution(self, frequency: _Array, floor: np.float32, outputs: _Outputs | None = None
                           ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Local frequency (cycles/voxel, at least ``floor``) and resolution (Å) on the full grid, on the host."""
+        """Local frequency (cycles/voxel, at least ``floor``) and resolution (Å) on the full grid, on the host.
+
+        Made in the call's spare full-size buffers when ``outputs`` has them (no new memory).
+        """
         xp = self._xp
-        freq = xp.empty(self.shape, dtype=xp.float32)
-        res = xp.empty(self.shape, dtype=xp.float32)
+        if outputs is not None:
+            freq, res = outputs.volume(), outputs.volume()
+        else:
+            freq, res = xp.empty(self.shape, dtype=xp.float32), xp.empty(self.shape, dtype=xp.float32)
 
         def work(z0: int, z1: int) -> None:
             f = xp.maximum(resample_rows(frequency, self.shape, z0, z1), floor)
@@ -526,7 +531,9 @@ class _Outputs:
         self.spectra: list[_Array] = []  # the sums of the cropped bands so far, on spectra_grid
         self.spectra_grid: tuple[int, ...] | None = None
         self.real: list[_Array] = []
-        self.early: dict[int, tuple[_Array, _Array]] | None = None  # see LocalFilter._band
+        self._real_buffers: list[_Array | None] = []  # the spectrum buffer each real sum lives in
+        self.early: dict[int, tuple[_Array, tuple[_Array, _Array]]] | None = None  # see LocalFilter._band
+        self.spare: list[_Array] = []  # full-size complex buffers no longer needed (see volume)
         self._work: list[_Array | None] = [None, None]
 
     def map_buffers(self, grid: tuple[int, ...], *, start: bool = True) -> list[_Array]:
@@ -559,6 +566,7 @@ class _Outputs:
         xp = self.xp
         if not self.spectra:
             self.real = [xp.zeros(self.shape, dtype=xp.float32) for _ in range(3)]
+            self._real_buffers = [None, None, None]
             return
         assert self.spectra_grid is not None
         _trim_heap()  # the cropped bands' temporaries: give their room back before the full-size phase
@@ -570,6 +578,7 @@ class _Outputs:
             del part
             self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, out=_fft.real_view(spec, self.shape),
                                          workers=self.workers, backend=self.backend))
+            self._real_buffers.append(spec)
 
     def _absorb(self, grid: tuple[int, ...], spectra: list[_Array]) -> None:
         """Make ``spectra`` (band on ``grid``) the running sums: add the sums so far into them."""
@@ -662,13 +671,33 @@ class _Outputs:
         else:
             self._absorb(grid, [_fft.rfftn(part, workers=self.workers, backend=self.backend) for part in (o1, o2, of)])
 
+    def volume(self) -> _Array:
+        """A C-contiguous float32 volume of the box, in a spare full-size buffer if there is one.
+
+        A spare rfft buffer holds ``nz * ny * 2 * (nx // 2 + 1)`` floats, at least a volume:
+        results made there need no new memory (at 512^3 five volumes that would otherwise be
+        fresh pages, about a second of system time each on a busy machine).
+        """
+        xp = self.xp
+        if not self.spare:
+            return xp.empty(self.shape, dtype=xp.float32)
+        n = int(np.prod(self.shape))
+        return self.spare.pop().view(xp.float32).reshape(-1)[:n].reshape(self.shape)
+
     def finish(self) -> tuple[_Array, ...]:
         """The three real output volumes (C-contiguous)."""
         self._to_real()
+        self.spare.extend(w for w in self._work if w is not None)
         self._work = [None, None]
         out = []
-        while self.real:  # one at a time: a padded volume is dropped as soon as it is copied
-            out.append(self.xp.ascontiguousarray(self.real.pop(0)))
+        while self.real:  # one at a time: a padded volume is copied out, then its buffer is spare
+            padded, buf = self.real.pop(0), self._real_buffers.pop(0)
+            target = self.volume()
+            target[...] = padded
+            out.append(target)
+            del padded
+            if buf is not None:
+                self.spare.insert(0, buf)
         return tuple(out)
 
 
