@@ -264,7 +264,9 @@ class LocalFilter:
             outputs.add_one_at_a_time(grid, lambda f, buf: self._one_map(b, f, buf), (f1, f2), w_half)
             return stats
         last = b == lay.n_bands - 1
-        maps = (f1, f2) if last else outputs.map_buffers(grid)  # the last band: in the spectra's memory
+        if last:  # made in the spectra's memory: the full-size map buffers can go
+            outputs.release_map_buffers()
+        maps = (f1, f2) if last else outputs.map_buffers(grid)
         _, _, sig, d = self._band_stats(b, f1, f2, maps=maps)
         outputs.add_weighted(grid, maps, self._half_weight(sig, d))
         if last:  # nothing needs the spectra any more: their memory will hold the results
@@ -676,7 +678,9 @@ class _Outputs:
 
         A spare rfft buffer holds ``nz * ny * 2 * (nx // 2 + 1)`` floats, at least a volume:
         results made there need no new memory (at 512^3 five volumes that would otherwise be
-        fresh pages, about a second of system time each on a busy machine).
+        fresh pages, about a second of system time each on a busy machine). :meth:`finish` copies
+        each sum into a spare buffer and then spares the sum's own buffer: the spectra of the last
+        band hold the halves, the first sum's buffer the average, the others the local resolution.
         """
         xp = self.xp
         if not self.spare:
