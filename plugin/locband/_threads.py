@@ -9,11 +9,12 @@ The rule (:func:`default_threads`)::
     busy    = load1 * allowed / os.cpu_count()      # their share of the 1-minute load average
     threads = round(allowed - busy), divided among `concurrent` filters, within [1, allowed]
 
-* **Idle, not all.** FFT threads and slab workers that have to share a core with another busy
-  process wait for it at every pass: beside two busy RELION ranks on two cores, 2 threads ran
-  128^3 an order of magnitude slower than 1. Taking only the idle cores uses a quiet workstation
-  fully and leaves a node busy with RELION ranks (MPI ranks that wait also spin and count as
-  load) at one thread.
+* **Idle, not all.** Threads that have to share a core with another busy process gain nothing
+  (128^3 beside two busy processes on two cores: 0.75-0.89 s with 2 threads, 0.81-0.92 s with 1),
+  and the pyFFTW backend's threads, which spin while they wait, lose an order of magnitude
+  (8-20 s against 0.8-1.1 s). Taking only the idle cores uses a quiet workstation fully and
+  leaves a node busy with RELION ranks (MPI ranks that wait also spin and count as load) at one
+  thread.
 * **Rounding.** To the nearest integer: a core busy less than half of the time (desktop,
   daemons) counts as idle, one busy more than half of the time does not.
 * **Affinity.** The load average is machine-wide. When a batch system or ``taskset`` confines
