@@ -11,8 +11,9 @@ The rule (:func:`default_threads`)::
 
 * **Idle, not all.** Threads that have to share a core with another busy process gain nothing
   (128^3 beside two busy processes on two cores: 0.75-0.89 s with 2 threads, 0.81-0.92 s with 1),
-  and the pyFFTW backend's threads, which spin while they wait, lose an order of magnitude
-  (8-20 s against 0.8-1.1 s). Taking only the idle cores uses a quiet workstation fully and
+  and FFTW's threads, which spin while they wait, lose up to an order of magnitude (the engine
+  before, all FFTs by FFTW: 8-20 s against 0.8-1.1 s; ``backend="pyfftw"`` now: 0.7-3.1 s
+  against 0.5 s). Taking only the idle cores uses a quiet workstation fully and
   leaves a node busy with RELION ranks (MPI ranks that wait also spin and count as load) at one
   thread.
 * **Rounding.** To the nearest integer: a core busy less than half of the time (desktop,
