@@ -583,8 +583,15 @@ class _Outputs:
             self._real_buffers.append(spec)
 
     def _absorb(self, grid: tuple[int, ...], spectra: list[_Array]) -> None:
-        """Make ``spectra`` (band on ``grid``) the running sums: add the sums so far into them."""
-        if self.spectra_grid is not None:
+        """Add a band's spectra (on ``grid``) to the running sums, keeping the larger grid's arrays."""
+        if self.spectra_grid is not None and not all(g >= s for g, s in zip(grid, self.spectra_grid, strict=True)):
+            if not all(s >= g for g, s in zip(grid, self.spectra_grid, strict=True)):
+                raise ValueError(f"band grids must nest: {grid} after {self.spectra_grid}")
+            for old, spec in zip(self.spectra, spectra, strict=True):  # a smaller band after a larger one
+                for in_full, in_crop in crop_blocks(self.spectra_grid, grid):
+                    old[in_full] += spec[in_crop]
+            return
+        if self.spectra_grid is not None:  # bands in increasing order: the new spectra absorb the sums
             blocks = crop_blocks(grid, self.spectra_grid)
             for spec, old in zip(spectra, self.spectra, strict=True):
                 for in_full, in_crop in blocks:
