@@ -256,7 +256,7 @@ def write_outputs(result: FilterResult, out_dir: Path, *, summary: dict[str, Any
 
 def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: Path,
                  pixel_size_angstrom: float | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None, report: bool = True,
+                 workers: int = 1, backend: str | None = None, device: str = "cpu", report: bool = True,
                  progress: Callable[[float, str], None] | None = None,
                  extra_outputs: Mapping[str, Writer] | None = None,
                  also_writes: Iterable[str] = ()) -> dict[str, Any]:
@@ -280,7 +280,7 @@ def filter_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: P
     t_read = time.perf_counter() - t0
     origin = m1.origin
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
-                     params=params, workers=workers, backend=backend)
+                     params=params, workers=workers, backend=backend, device=device)
     # hand the arrays over: the engine drops them once it has their spectra (memory at 256^3)
     halves = [m1.data, m2.data]
     del m1, m2, mk

@@ -27,6 +27,7 @@ the GUI are those of :class:`~locband.engine.params.FilterParams`)::
     apply_mask           --apply-mask         yes/no (FilterParams.apply_mask)
     band_snr             --band-snr           yes/no (FilterParams.keep_band_snr)
     fft_backend          --fft-backend        auto / pyfftw / scipy
+    device               --device             auto (= cpu) / cpu / cuda
     report               --no-report          yes/no, the flag is given for "no"
     nr_threads           --threads            the pipeliner's own "Number of threads"
 
@@ -168,6 +169,9 @@ FILTER_OPTIONS: dict[str, Option] = {
     "fft_backend": Option("--fft-backend", "choice", "FFT backend",
                           "FFT implementation; auto uses pyFFTW where it is installed.",
                           choices=("pyfftw", "scipy"), group=_SETTINGS),
+    "device": Option("--device", "choice", "Device",
+                     "Where to filter: auto = the CPU; cuda = an NVIDIA GPU (needs pip install 'locband[gpu]').",
+                     choices=("cpu", "cuda"), group=_SETTINGS),
     "report": Option("--no-report", "no-switch", "Write report (PNG/PDF)?",
                      "Write report.png and report.pdf (FSC, local-resolution histogram, slices).", group=_SETTINGS),
     "nr_threads": Option("--threads", "threads", "Number of threads",

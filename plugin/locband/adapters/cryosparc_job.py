@@ -35,10 +35,19 @@ from typing import Any
 
 from locband import __version__
 from locband._secrets import redact, url_credentials, url_without_credentials
+from locband._threads import default_threads
 from locband.engine.local import LocalFilter
 from locband.engine.params import FilterParams, FilterResult
-from locband.io.cs import (VolumeRecord, VolumeSlot, csg_text, find_volume_cs, read_volume_cs,
-                           record_from_dataset, require_cryosparc, write_volume_cs)
+from locband.io.cs import (
+    VolumeRecord,
+    VolumeSlot,
+    csg_text,
+    find_volume_cs,
+    read_volume_cs,
+    record_from_dataset,
+    require_cryosparc,
+    write_volume_cs,
+)
 from locband.io.errors import InputFileError
 from locband.io.mrc import MapData, write_map
 from locband.io.outputs import OutputSet
@@ -81,8 +90,9 @@ class FilterRequest:
     output: str = "volume"
     mask_slot: str = "auto"
     params: FilterParams = field(default_factory=FilterParams)
-    workers: int = 1
+    workers: int | None = None  # None: the idle cores (locband._threads)
     backend: str | None = None
+    device: str = "cpu"
     title: str = "locband local filter"
 
 
@@ -169,7 +179,8 @@ def loop_decision(resolutions: list[float], *, max_rounds: int, min_improvement_
 def _filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, req: FilterRequest,
                  progress: Progress | None) -> FilterResult:
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
-                     params=req.params, workers=req.workers, backend=req.backend)
+                     params=req.params, workers=req.workers if req.workers is not None else default_threads(),
+                     backend=req.backend, device=req.device)
     with naming_engine_errors(m1.path, m2.path):
         return lf(m1.data, m2.data, progress=progress)
 
@@ -183,8 +194,8 @@ def _check_against_record(record: VolumeRecord, m1: MapData, px_header: float) -
 
 # -- offline ----------------------------------------------------------------------------------
 def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = None, mask_slot: str = "auto",
-                   params: FilterParams | None = None, workers: int = 1, backend: str | None = None,
-                   progress: Progress | None = None) -> dict[str, Any]:
+                   params: FilterParams | None = None, workers: int | None = None, backend: str | None = None,
+                   device: str = "cpu", progress: Progress | None = None) -> dict[str, Any]:
     """Filter the half-maps of a cryoSPARC job folder (or volume ``.cs``) into a new folder.
 
     Parameters
@@ -197,8 +208,8 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
         Folder the ``.cs`` paths are relative to (default: the parent of the job folder).
     mask_slot : str
         ``auto``, ``none`` or a slot name.
-    params, workers, backend, progress
-        Engine settings, as for :func:`locband.local_filter`.
+    params, workers, backend, device, progress
+        Engine settings, as for :func:`locband.local_filter` (``workers=None``: the idle cores).
 
     Returns
     -------
@@ -237,7 +248,7 @@ def filter_offline(source: Path, out_dir: Path, *, project_dir: Path | None = No
     _check_against_record(record, m1, px)
     out = outs.create()  # only once the inputs are known to be good
     req = FilterRequest(project="", workspace="", job="", mask_slot=mask_slot, params=params or FilterParams(),
-                        workers=workers, backend=backend)
+                        workers=workers, backend=backend, device=device)
     result = _filter_maps(m1, m2, mk, px, req, progress)
     summary = summarise(result, inputs={"half1": str(paths["map_half_A"]), "half2": str(paths["map_half_B"]),
                                         "mask": str(paths[mslot]) if mslot else None},

@@ -20,7 +20,7 @@ RELION argument                   locband
 ``--in_mask MASK``                soft mask: masked FSC, report histogram, ``apply_mask``
                                   (default with a Refine3D folder: ``rlnSolventMaskName`` of
                                   its last ``run_it*_optimiser.star``, if that file exists)
-``--j N``                         FFT threads
+``--j N``                         the most threads to use (fewer when cores are busy)
 ``--half1 F`` / ``--half2 F``     name the half-maps explicitly (override ``--in_3dref``)
 ``--angpix A``                    voxel size in Å (default: MRC header); alias ``pixel_size``
 ``--band_ratio R``                :attr:`FilterParams.band_ratio`
@@ -30,6 +30,7 @@ RELION argument                   locband
 ``--apply_mask [yes|no]``         :attr:`FilterParams.apply_mask`
 ``--band_snr [yes|no]``           :attr:`FilterParams.keep_band_snr` (writes band_snr.mrc)
 ``--fft_backend pyfftw|scipy``    FFT implementation
+``--device cpu|cuda``             where the filter runs (``cuda``: a GPU, through CuPy)
 ``--report [yes|no]``             write report.png / report.pdf (default yes)
 ``--pipeline_control DIR``        accepted and ignored (the exit files go to ``--o``)
 ``--in_movies`` ... ``--in_coords`` accepted and ignored, with a note in run.out
@@ -88,6 +89,7 @@ OPTION_TABLE: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "apply_mask": ((), "bool", "apply_mask", "multiply the filtered maps by the mask"),
     "band_snr": ((), "bool", "keep_band_snr", "also write band_snr.mrc"),
     "fft_backend": ((), "choice:pyfftw,scipy", "fft_backend", "FFT implementation"),
+    "device": ((), "choice:cpu,cuda", "device", "cpu, or cuda: run on a GPU (needs pip install 'locband[gpu]')"),
     "report": ((), "bool", "report", "write report.png and report.pdf (default yes)"),
 }
 
@@ -120,10 +122,11 @@ class Request:
     half1: str | None = None
     half2: str | None = None
     mask: str | None = None
-    threads: int = 1
+    threads: int | None = None
     pixel_size_angstrom: float | None = None
     params: FilterParams = field(default_factory=FilterParams)
     fft_backend: str | None = None
+    device: str = "cpu"
     report: bool = True
     pipeline_control: str | None = None
     ignored: tuple[str, ...] = ()
@@ -211,9 +214,9 @@ def _convert(label: str, kind: str, raw: str) -> Any:
     return value
 
 
-def _threads(raw: str | None) -> int:
+def _threads(raw: str | None) -> int | None:
     if raw is None:
-        return 1
+        return None
     try:
         n = int(raw)
     except ValueError:
@@ -255,6 +258,7 @@ def request_from_namespace(ns: argparse.Namespace, extra: Sequence[str] = ()) ->
         pixel_size_angstrom=values.get("pixel_size_angstrom"),
         params=params,
         fft_backend=values.get("fft_backend"),
+        device=values.get("device", "cpu"),
         report=values.get("report", True),
         pipeline_control=ns.pipeline_control,
         ignored=tuple(ignored) + tuple(extra),
@@ -377,6 +381,7 @@ _BESIDE_THE_SET = (LOG_NAME, *EXIT_FILES, RELION_JOB_ABORT_NOW)
 
 
 def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
+    from locband._threads import default_threads
     from locband.commands._common import TerminalProgress
     from locband.pipeline import OUTPUT_NAMES, filter_files, fsc_text, plan_outputs
     from locband.report import REPORT_NAMES
@@ -387,7 +392,8 @@ def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
                  extra_names=[OUTPUT_NODES_NAME], also_writes=_BESIDE_THE_SET)
     for item in _group_options(req.ignored):
         job.log(f"ignoring {item!r} (not a locband option)")
-    job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; {req.threads} thread(s)")
+    threads = default_threads(limit=req.threads)  # RELION's --j caps the idle cores (README)
+    job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; {threads} thread(s)")
     written = {kind: OUTPUT_NAMES[kind] for kind in ("full", "half1", "local_resolution")}
     if req.report:
         written["report_pdf"] = REPORT_NAMES["pdf"]
@@ -396,8 +402,8 @@ def _execute(req: Request, job: JobControl, *, stdout: TextIO | None) -> None:
     progress = job.progress(TerminalProgress(stdout, enabled=True) if stdout is not None else None)
     # the node file is part of the output set: RELION never sees nodes of another run's files
     summary = filter_files(halves.half1, halves.half2, mask_path=halves.mask, out_dir=Path(req.out_dir),
-                           pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=req.threads,
-                           backend=req.fft_backend, report=req.report, progress=progress,
+                           pixel_size_angstrom=req.pixel_size_angstrom, params=req.params, workers=threads,
+                           backend=req.fft_backend, device=req.device, report=req.report, progress=progress,
                            extra_outputs={OUTPUT_NODES_NAME: lambda p: p.write_text(node_text, encoding="utf-8")},
                            also_writes=_BESIDE_THE_SET)
     job.check_abort("writing the outputs")

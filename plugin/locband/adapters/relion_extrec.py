@@ -120,10 +120,13 @@ class ExtRecRequest:
         Longest wait for the other half.
     params : FilterParams
         Engine settings.
-    workers : int
-        FFT threads.
+    workers : int or None
+        Threads; None: the idle cores (:func:`locband._threads.default_threads`), shared by the
+        two half-set calls, which filter at the same time.
     backend : str or None
         FFT backend.
+    device : str
+        ``"cpu"`` or ``"cuda"`` (the filter on a GPU; the reconstruction stays on the CPU).
     notes : list of str
         What was looked up where (logged).
     """
@@ -139,8 +142,9 @@ class ExtRecRequest:
     final_mode: str
     timeout_s: float
     params: FilterParams
-    workers: int = 1
+    workers: int | None = None
     backend: str | None = None
+    device: str = "cpu"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -248,7 +252,7 @@ def sequential_hint(name: HookName, job_dir: Path) -> str | None:
 
 def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, mask: str | None = None,
                   final_mode: str = "plain", timeout_s: float = 1800.0, params: FilterParams | None = None,
-                  workers: int = 1, backend: str | None = None) -> ExtRecRequest:
+                  workers: int | None = None, backend: str | None = None, device: str = "cpu") -> ExtRecRequest:
     """Read the hook's STAR file and the job's metadata into an :class:`ExtRecRequest`.
 
     Pixel size: option, else ``rlnPixelSize`` of the hook STAR (4.0+), else the previous
@@ -297,7 +301,7 @@ def build_request(star_path: str, *, pixel_size_angstrom: float | None = None, m
                          pixel_size_source=source, mask_path=mask_path, symmetry=symmetry,
                          sequential=detect_sequential(name, job_dir) if name.half else None,
                          final_mode=final_mode, timeout_s=float(timeout_s), params=params or FilterParams(),
-                         workers=workers, backend=backend, notes=tuple(notes))
+                         workers=workers, backend=backend, device=device, notes=tuple(notes))
 
 
 def _positive(value: Any) -> bool:
@@ -543,6 +547,15 @@ def _load_mask(req: ExtRecRequest) -> npt.NDArray[np.float32] | None:
     return m
 
 
+def _workers(req: ExtRecRequest) -> int:
+    """The request's threads, or the idle cores shared by the calls that run at the same time."""
+    from locband._threads import default_threads
+
+    if req.workers is not None:
+        return req.workers
+    return default_threads(concurrent=2 if req.case == "half" else 1)
+
+
 def _reconstruct(req: ExtRecRequest, *, regularised: bool) -> npt.NDArray[np.float32]:
     from locband.engine.reconstruct import reconstruct_from_sums
 
@@ -550,14 +563,14 @@ def _reconstruct(req: ExtRecRequest, *, regularised: bool) -> npt.NDArray[np.flo
     s = req.star
     return reconstruct_from_sums(data, weight, ori_size=s.ori_size, padding_factor=s.padding_factor,
                                  current_size=s.current_size, tau2=s.tau2 if regularised else None,
-                                 tau2_fudge=s.tau2_fudge, workers=req.workers, backend=req.backend)
+                                 tau2_fudge=s.tau2_fudge, workers=_workers(req), backend=req.backend)
 
 
 def _filter(req: ExtRecRequest, h1: npt.NDArray[np.float32], h2: npt.NDArray[np.float32]) -> FilterResult:
     from locband.engine.local import LocalFilter
 
     lf = LocalFilter(h1.shape, pixel_size_angstrom=req.pixel_size_angstrom, mask=_load_mask(req),
-                     params=req.params, workers=req.workers, backend=req.backend)
+                     params=req.params, workers=_workers(req), backend=req.backend, device=req.device)
     return lf(h1, h2)
 
 

@@ -14,7 +14,7 @@ from locband._secrets import redact
 from locband.engine.params import FilterParams
 from locband.io.errors import InputFileError
 
-__all__ = ["run_guarded", "TerminalProgress", "add_common_filter_args", "params_from_args"]
+__all__ = ["run_guarded", "TerminalProgress", "add_common_filter_args", "params_from_args", "threads_from_args"]
 
 
 def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -82,11 +82,13 @@ def add_common_filter_args(parser: argparse.ArgumentParser) -> None:
     """Options of the engine shared by every subcommand that filters."""
     d = FilterParams()
     g = parser.add_argument_group("filter settings")
-    g.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="FFT threads (default 1); give at most the number of idle cores: FFTW threads "
-                        "competing with other busy processes for a core run many times slower")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads (default: the idle cores this process may use, from the CPU affinity and "
+                        "the 1-minute load average; threads competing with busy processes run many times slower)")
     g.add_argument("--fft-backend", choices=("pyfftw", "scipy"), default=None,
-                   help="FFT implementation (default: pyfftw if installed)")
+                   help="FFT implementation on the CPU (default: scipy)")
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to filter: cpu (default), or cuda for a GPU (needs pip install 'locband[gpu]')")
     g.add_argument("--band-ratio", type=float, default=d.band_ratio, metavar="R",
                    help=f"ratio between band centres (default {d.band_ratio:.4f}, 3 bands per octave)")
     g.add_argument("--window-wavelengths", type=float, default=d.window_wavelengths, metavar="K",
@@ -101,8 +103,15 @@ def add_common_filter_args(parser: argparse.ArgumentParser) -> None:
 
 def params_from_args(args: argparse.Namespace) -> FilterParams:
     """Build :class:`~locband.engine.params.FilterParams` from :func:`add_common_filter_args` options."""
-    if args.threads < 1:
+    if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     return FilterParams(band_ratio=args.band_ratio, window_wavelengths=args.window_wavelengths,
                         noise_threshold=args.noise_threshold, criterion=args.criterion,
                         keep_band_snr=args.band_snr, apply_mask=args.apply_mask)
+
+
+def threads_from_args(args: argparse.Namespace, *, concurrent: int = 1) -> int:
+    """``--threads``, or the idle cores (:func:`locband._threads.default_threads`) when it is not given."""
+    from locband._threads import default_threads
+
+    return int(args.threads) if args.threads is not None else default_threads(concurrent=concurrent)

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
+from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args, threads_from_args
 from locband.io.errors import InputFileError
 
 __all__ = ["add_args", "run", "parse_refine_params", "filter_request", "loop_request"]
@@ -104,8 +104,9 @@ def filter_request(args: argparse.Namespace) -> Any:
     from locband.adapters.cryosparc_job import FilterRequest
 
     return FilterRequest(project=args.project, workspace=args.workspace, job=args.job, output=args.output,
-                         mask_slot=args.mask_slot, params=params_from_args(args), workers=args.threads,
-                         backend=args.fft_backend, title=getattr(args, "title", "locband local filter"))
+                         mask_slot=args.mask_slot, params=params_from_args(args), workers=threads_from_args(args),
+                         backend=args.fft_backend, device=args.device,
+                         title=getattr(args, "title", "locband local filter"))
 
 
 def loop_request(args: argparse.Namespace) -> Any:
@@ -147,7 +148,8 @@ def _run_offline(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     summary = filter_offline(Path(args.source), Path(args.out_dir),
                              project_dir=Path(args.project_dir) if args.project_dir else None,
-                             mask_slot=args.mask_slot, params=params, workers=args.threads, backend=args.fft_backend,
+                             mask_slot=args.mask_slot, params=params, workers=threads_from_args(args),
+                             backend=args.fft_backend, device=args.device,
                              progress=TerminalProgress(enabled=not args.quiet))
     print(f"locband cryosparc offline: wrote {args.out_dir} (volume dataset {summary['cryosparc']['volume_cs']})")
     return 0

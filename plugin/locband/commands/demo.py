@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
+from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args, threads_from_args
 from locband.io.atomic import ensure_output_dir
 from locband.io.errors import InputFileError
 from locband.io.mrc import write_map
@@ -61,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
     for name, vol in (("half1", pair.half1), ("half2", pair.half2), ("truth", pair.truth), ("mask", pair.mask)):
         files[name] = inputs.add(f"demo_{name}.mrc", functools.partial(_write, vol=vol))
     inputs.commit()
+    threads = threads_from_args(args)
     summary = filter_files(files["half1"], files["half2"], mask_path=files["mask"], out_dir=out,
-                           params=params_from_args(args), workers=args.threads, backend=args.fft_backend,
+                           params=params_from_args(args), workers=threads, backend=args.fft_backend, device=args.device,
                            report=not args.no_report, progress=TerminalProgress(enabled=not args.quiet))
     filtered = read_map(Path(summary["outputs"]["full"])).data
-    glob, _, _ = global_wiener_filter(pair.half1, pair.half2, mask=pair.mask, workers=args.threads)
+    glob, _, _ = global_wiener_filter(pair.half1, pair.half2, mask=pair.mask, workers=threads)
     raw = (pair.half1 + pair.half2) * np.float32(0.5)
     print(f"locband demo: {args.box}^3 synthetic particle, rigid half sharp, flexible half blurred by "
           f"{pair.blur_sigma_voxels['flexible']:.1f} voxels; outputs in {out}")

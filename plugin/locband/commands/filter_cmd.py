@@ -25,7 +25,7 @@ import argparse
 import time
 from pathlib import Path
 
-from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args
+from locband.commands._common import TerminalProgress, add_common_filter_args, params_from_args, threads_from_args
 from locband.io.errors import InputFileError
 
 __all__ = ["add_args", "run"]
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     summary = filter_files(Path(args.half1), Path(args.half2), mask_path=Path(args.mask) if args.mask else None,
                            out_dir=Path(args.out_dir), pixel_size_angstrom=args.pixel_size, params=params,
-                           workers=args.threads, backend=args.fft_backend, report=not args.no_report,
+                           workers=threads_from_args(args), backend=args.fft_backend, device=args.device,
+                           report=not args.no_report,
                            progress=TerminalProgress(enabled=not args.quiet))
     res = summary["local_resolution_angstrom"]
     print(f"locband filter: wrote {args.out_dir} | FSC=0.143 {fsc_text(summary)} "

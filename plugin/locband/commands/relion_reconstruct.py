@@ -55,7 +55,7 @@ def request_from_args(args: argparse.Namespace) -> Any:
     params = params_from_args(args)
     return relion_extrec.build_request(args.star, pixel_size_angstrom=args.pixel_size, mask=args.mask,
                                        final_mode=args.final, timeout_s=args.timeout, params=params,  # type: ignore[arg-type]
-                                       workers=args.threads, backend=args.fft_backend)
+                                       workers=args.threads, backend=args.fft_backend, device=args.device)
 
 
 def run(args: argparse.Namespace) -> int:
