@@ -9,6 +9,7 @@ checks that the request's engine settings hold that value and nothing else chang
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -67,9 +68,14 @@ HOSTS: dict[str, Callable[[Option, Any], EngineSettings]] = {
         _parse(["cryosparc", "offline", "J42", "--out-dir", "o", *cli_tokens(o, v)])).engine,
     "cryoSPARC loop": lambda o, v: cryosparc.loop_request(_parse(["cryosparc", "loop", *ONLINE,
                                                                    *cli_tokens(o, v)])).filter.engine,
-    "RELION External job": lambda o, v: relion_external.parse_argv(["--o", "External/job001/",
-                                                                     *relion_tokens(o, v)]).engine,
+    # RELION's --j is the most threads the job may use (it caps the idle cores: tests/test_threads.py)
+    "RELION External job": lambda o, v: _relion_engine(relion_external.parse_argv(["--o", "External/job001/",
+                                                                                    *relion_tokens(o, v)])),
 }
+
+
+def _relion_engine(req: Any) -> EngineSettings:
+    return dataclasses.replace(req.engine, threads=req.max_threads)
 
 
 def _ccpem_engine(option: Option, value: Any) -> EngineSettings:

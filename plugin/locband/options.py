@@ -8,7 +8,7 @@ derive their parsers, help texts and GUI fields from these rows, and ``tests/tes
 runs one suite over every host and every option.
 
 :data:`ENGINE` holds what the engine needs (:class:`EngineSettings`); a new engine option is
-one row there and one field of :class:`EngineSettings`.
+one row there and one field of :class:`EngineSettings` (``--device`` is such a row).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from locband._threads import default_threads
 from locband.engine.params import FilterParams
 from locband.errors import OptionError
 
@@ -189,11 +190,13 @@ ENGINE: tuple[Option, ...] = (
             params_field="apply_mask"),
     _engine("band_snr", "switch", "also write band_snr.mrc, the local SNR of every band (a volume stack)",
             "Write per-band SNR?", params_field="keep_band_snr"),
-    _engine("fft_backend", "choice", "FFT implementation (default: pyfftw where installed)", "FFT backend",
+    _engine("fft_backend", "choice", "FFT implementation on the CPU (default: scipy)", "FFT backend",
             choices=("pyfftw", "scipy"), metavar="NAME"),
-    _engine("threads", "count", "FFT threads; give at most the number of idle cores: threads competing with "
-            "other busy processes for a core run many times slower", "Number of threads", default=1,
-            metavar="N"),
+    _engine("device", "choice", "where to filter: cpu, or cuda for an NVIDIA GPU (needs pip install "
+            "'locband[gpu]')", "Device", choices=("cpu", "cuda"), default="cpu"),
+    _engine("threads", "count", "threads (default: the idle cores this process may use, from the CPU affinity "
+            "and the 1-minute load average; threads competing with busy processes run many times slower)",
+            "Number of threads", metavar="N"),
 )
 
 #: the two half-maps of a filter run (positional on the command line)
@@ -230,15 +233,29 @@ class EngineSettings:
     ----------
     params : FilterParams
         The filter's settings.
-    threads : int
-        FFT threads.
+    threads : int or None
+        Threads; None: the idle cores when the filter starts (:meth:`workers`).
     fft_backend : str or None
-        ``"pyfftw"``, ``"scipy"`` or None (pyFFTW where installed).
+        ``"pyfftw"``, ``"scipy"`` or None (the engine's default, scipy).
+    device : str
+        ``"cpu"``, or ``"cuda"`` for a GPU.
     """
 
     params: FilterParams = field(default_factory=FilterParams)
-    threads: int = 1
+    threads: int | None = None
     fft_backend: str | None = None
+    device: str = "cpu"
+
+    def workers(self, *, concurrent: int = 1, limit: int | None = None) -> int:
+        """The threads to filter with: :attr:`threads` if given, else the idle cores now.
+
+        ``concurrent`` filters starting at the same time share the idle cores (the RELION hook's
+        two half-set calls); ``limit`` caps them (RELION's ``--j``). See
+        :func:`locband._threads.default_threads`.
+        """
+        if self.threads is not None:
+            return self.threads
+        return default_threads(limit=limit, concurrent=concurrent)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> EngineSettings:

@@ -164,7 +164,8 @@ def filter_files(job: FilterJob, *, progress: ProgressCallback | None = None, na
     t_read = time.perf_counter() - t0
     origin = m1.origin
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
-                     params=job.engine.params, workers=job.engine.threads, backend=job.engine.fft_backend)
+                     params=job.engine.params, workers=job.engine.workers(), backend=job.engine.fft_backend,
+                     device=job.engine.device)
     # hand the arrays over: the engine drops them once it has their spectra (memory at 256^3)
     halves = [m1.data, m2.data]
     del m1, m2, mk

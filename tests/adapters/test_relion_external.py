@@ -63,7 +63,7 @@ def _field(obj: object, dotted: str) -> object:
         (["--in_3dref", "Refine3D/job010/run_half1_class001_unfil.mrc"], "in_3dref",
          "Refine3D/job010/run_half1_class001_unfil.mrc"),
         (["--in_mask", "MaskCreate/job011/mask.mrc"], "mask", "MaskCreate/job011/mask.mrc"),
-        (["--j", "6"], "engine.threads", 6),
+        (["--j", "6"], "max_threads", 6),
         (["--pipeline_control", "External/job007/"], "pipeline_control", "External/job007/"),
         (["--pipeline-control", "External/job007/"], "pipeline_control", "External/job007/"),
         (["--half1", "a/h1.mrc"], "half1", "a/h1.mrc"),
@@ -105,7 +105,7 @@ def test_relion_command_line_in_relion_order() -> None:
     argv = ["--o", "External/job007/", "--in_3dref", "h1.mrc", "--in_mask", "m.mrc", "--criterion", "0.2",
             "--apply_mask", "--j", "2", "--my_extra", "x", "--pipeline_control", "External/job007/"]
     req = parse_relion_external_args(argv)
-    assert (req.in_3dref, req.mask, req.engine.threads, req.engine.params.criterion, req.engine.params.apply_mask) == (
+    assert (req.in_3dref, req.mask, req.max_threads, req.engine.params.criterion, req.engine.params.apply_mask) == (
         "h1.mrc", "m.mrc", 2, 0.2, True)
     assert req.ignored == ("--my_extra", "x")
 

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from locband.engine._interp import resample_linear
+from locband.engine._interp import resample_linear, resample_rows
 
 
 def test_constant_stays_constant_and_same_grid_is_identity(rng):
@@ -17,3 +18,12 @@ def test_upsampling_keeps_samples_and_interpolates_linearly():
     assert y[2, 4, 6] == 1.0  # coarse sample j sits at fine sample 2j
     assert y[3, 4, 6] == 0.5  # half way to the next (zero) sample
     assert y[2, 4, 7] == 0.5  # and periodic along x (sample 3 -> 0)
+
+
+@pytest.mark.parametrize(("src", "dst"), [((15, 17, 9), (64, 60, 61)), ((20, 20, 20), (20, 40, 33)),
+                                          ((45, 45, 45), (243, 243, 243)), ((9, 8, 8), (8, 16, 8))])
+def test_rows_are_the_rows_of_the_whole_resampled_volume(src, dst, rng):
+    x = rng.standard_normal(src).astype(np.float32)
+    full = resample_linear(x, dst)
+    for z0, z1 in ((0, 3), (5, 7), (dst[0] - 4, dst[0]), (0, dst[0])):
+        np.testing.assert_array_equal(resample_rows(x, dst, z0, z1), full[z0:z1])  # the same arithmetic

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from locband.io.errors import InputFileError
+from locband.errors import InputFileError
 from locband.io.relion_pipeline import ProcessStatus, read_pipeline
 
 DATA = Path(__file__).parent / "data"

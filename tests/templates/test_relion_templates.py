@@ -78,7 +78,7 @@ def test_external_job_star() -> None:
     assert Path(opts["qsubscript"]).name in {p.name for p in RELION.iterdir()}
     check_locband_command(external_command(opts))
     req = parse_relion_external_args(external_command(opts)[2:])
-    assert req.engine.threads == int(opts["nr_threads"])
+    assert req.max_threads == int(opts["nr_threads"])
 
 
 def _recipe_defaults(text: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from locband._threads import default_threads
 from locband.engine import _fft
 from locband.engine.local import LocalFilter
 from locband.engine.params import CROSSED, GOLD_STANDARD_FSC, FilterParams, FilterResult, ProgressCallback
@@ -92,10 +93,13 @@ class RefinementFilter:
         Soft mask in [0, 1] (masked global FSC; with ``params.apply_mask`` also masks outputs).
     params : FilterParams, optional
         Engine settings.
-    workers : int
-        FFT threads.
-    backend : {"pyfftw", "scipy"}, optional
-        FFT implementation (default pyFFTW where installed).
+    workers : int, optional
+        Threads (default: the idle cores this process may use, see :mod:`locband._threads`).
+    backend : {"scipy", "pyfftw"}, optional
+        FFT implementation on the CPU (default scipy).
+    device : {"cpu", "cuda"}
+        ``"cuda"``: filter on a GPU through CuPy (``pip install 'locband[gpu]'``); cuFFT plans and
+        device memory (CuPy's pool) are reused from call to call.
 
     Raises
     ------
@@ -110,9 +114,10 @@ class RefinementFilter:
 
     def __init__(self, shape: tuple[int, ...], *, pixel_size_angstrom: float,
                  mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None) -> None:
+                 workers: int | None = None, backend: str | None = None, device: str = "cpu") -> None:
+        workers = default_threads() if workers is None else workers
         self._filter = LocalFilter(shape, pixel_size_angstrom=pixel_size_angstrom, mask=mask, params=params,
-                                   workers=workers, backend=backend)
+                                   workers=workers, backend=backend, device=device)
         self.history: list[float] = []
 
     @property

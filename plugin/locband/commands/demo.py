@@ -126,9 +126,10 @@ def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
     out = ensure_output_dir(req.out_dir)
     pair = synthetic_pair((req.box,) * 3, kind="rigid_flexible", noise_std=req.noise, seed=req.seed)
     files = _write_inputs(out, pair)
+    threads = req.engine.workers()  # the same for the filter and for the global filter it is compared with
     job = FilterJob(half1=files["half1"], half2=files["half2"], out_dir=out, mask=files["mask"],
-                    engine=req.engine, report=req.report)
+                    engine=dataclasses.replace(req.engine, threads=threads), report=req.report)
     summary = filter_files(job, progress=TerminalProgress(enabled=not req.quiet))
-    _print_quality(req, pair, summary, job.engine.threads)
+    _print_quality(req, pair, summary, threads)
     print(f" | {time.perf_counter() - t0:.1f} s")
     return 0

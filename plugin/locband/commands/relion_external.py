@@ -11,7 +11,7 @@ and exit code 143, 130, 129).
 --in_3dref may be a half-map (the other half is found by name, half1 <-> half2) or a Refine3D
 job folder (its mask: --in_mask, else the refinement's solvent mask). Job parameters
 (paramN_label / paramN_value): half1, half2, angpix, band_ratio, window_wavelengths,
-noise_threshold, criterion, apply_mask, band_snr, fft_backend, report.
+noise_threshold, criterion, apply_mask, band_snr, fft_backend, device, report.
 Unknown options are reported in run.out and otherwise ignored.
 
 Examples
@@ -41,7 +41,8 @@ ACCEPTS_UNKNOWN = True
 
 #: what RELION passes itself (``RelionJob::getCommandsExternalJob``); all taken as text and
 #: converted by :func:`request_from_args`, so that nothing fails before the exit files can be written
-_THREADS = Option("j", "count", "the number of threads (the job's nr_threads)", metavar="N", default=1)
+_THREADS = Option("j", "count", "the most threads to use (the job's nr_threads; fewer when cores are busy)",
+                  metavar="N")
 RELION_ARGUMENTS: tuple[Option, ...] = (
     Option("o", "path", "output folder (External/jobNNN/)", metavar="DIR"),
     Option("in_3dref", "path", "a half-map (run_half1_class001_unfil.mrc) or a Refine3D job folder", metavar="MAP"),
@@ -101,8 +102,7 @@ def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> Ex
         raise OptionError("--o OUTPUT_FOLDER is required (RELION passes --o External/jobNNN/)")
     values = {o.name: o.parse_text(raw, called=f"job parameter --{label}")
               for label, o in PARAMETERS.items() if (raw := getattr(args, f"param_{label}")) is not None}
-    if args.j is not None:
-        values["threads"] = _THREADS.parse_text(args.j, called="--j (number of threads)")
+    max_threads = _THREADS.parse_text(args.j, called="--j (number of threads)") if args.j is not None else None
     try:
         engine = EngineSettings.from_values(values)
     except ValueError as exc:
@@ -110,7 +110,7 @@ def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> Ex
     ignored = [f"--{n} {getattr(args, n)}" for n in _IGNORED_INPUTS if getattr(args, n) is not None]
     return ExternalRequest(out_dir=str(args.o), in_3dref=args.in_3dref or None, half1=values.get("half1"),
                            half2=values.get("half2"), mask=args.in_mask or None,
-                           pixel_size_angstrom=values.get("pixel_size"), engine=engine,
+                           pixel_size_angstrom=values.get("pixel_size"), engine=engine, max_threads=max_threads,
                            report=values.get("report", True), pipeline_control=args.pipeline_control,
                            ignored=(*ignored, *extra))
 

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from locband.engine import _fft
+from locband.engine._device import array_module
 from locband.engine._grid import frequency_squared
 from locband.engine.params import BandLayout, FilterParams
 
@@ -43,25 +44,26 @@ def band_centres(shape: tuple[int, ...], *, ratio: float, min_spacing_shells: fl
 
 
 def band_weight(s: npt.NDArray[np.floating], centres: npt.NDArray[np.float64], b: int) -> npt.NDArray[np.float32]:
-    """Weight of band ``b`` at frequencies ``s`` (cycles/voxel), float32.
+    """Weight of band ``b`` at frequencies ``s`` (cycles/voxel), float32, in the namespace of ``s``.
 
     Notes
     -----
     Rising edge ``sin^2(pi/2 t)``, falling edge ``cos^2(pi/2 t)`` with ``t`` the position
     between neighbouring centres; neighbours' edges sum to 1.
     """
-    s = np.asarray(s, dtype=np.float32)
+    xp = array_module(s)
+    s = xp.asarray(s, dtype=xp.float32)
     n = len(centres)
-    w = np.zeros(s.shape, dtype=np.float32)
+    w: npt.NDArray[np.float32] = xp.zeros(s.shape, dtype=xp.float32)
     c = centres
     if b > 0:
         lo, mid = np.float32(c[b - 1]), np.float32(c[b])
         sel = (s > lo) & (s < mid)
-        w[sel] = np.sin(np.float32(np.pi / 2) * (s[sel] - lo) / (mid - lo)) ** 2
+        w[sel] = xp.sin(np.float32(np.pi / 2) * (s[sel] - lo) / (mid - lo)) ** 2
     if b < n - 1:
         mid, hi = np.float32(c[b]), np.float32(c[b + 1])
         sel = (s >= mid) & (s < hi)
-        w[sel] = np.cos(np.float32(np.pi / 2) * (s[sel] - mid) / (hi - mid)) ** 2
+        w[sel] = xp.cos(np.float32(np.pi / 2) * (s[sel] - mid) / (hi - mid)) ** 2
         if b == 0:
             w[s < mid] = 1.0
     else:

@@ -9,7 +9,8 @@ import numpy.typing as npt
 
 from locband.engine import _fft
 from locband.engine._checks import check_mask, check_same_shape, check_volume, pair_scale
-from locband.engine._grid import frequency_squared, rfft_multiplicity
+from locband.engine._device import array_module, to_host
+from locband.engine._grid import frequency_squared, frequency_squared_rows, rfft_multiplicity
 from locband.engine.params import FSCCurve
 
 __all__ = ["fsc", "fsc_from_spectra", "shell_index", "masked_for_fsc", "check_independent_halves"]
@@ -75,16 +76,18 @@ def fsc_from_spectra(f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64
     n = max(shape)
     n_shells = n // 2 + 1
     steps = tuple(1.0 / m for m in shape)
-    s2 = frequency_squared(tuple(shape), steps)
-    mult = rfft_multiplicity(tuple(shape))
-    sums = np.zeros((3, n_shells + 1))
+    xp = array_module(f1)  # the spectra may live on a GPU (CuPy): sums there, curve on the host
+    mult = xp.asarray(rfft_multiplicity(tuple(shape)))
+    sums = xp.zeros((3, n_shells + 1), dtype=xp.float64)
     slab = max(1, 2 ** 22 // max(1, f1[0].size))  # ~4 M coefficients per slab
     for z0 in range(0, f1.shape[0], slab):
         z = slice(z0, z0 + slab)
-        idx = np.minimum(np.rint(np.sqrt(s2[z]) * n).astype(np.intp), n_shells).ravel()
+        s2 = frequency_squared_rows(tuple(shape), steps, z0, min(z0 + slab, f1.shape[0]), xp)
+        idx = xp.minimum(xp.rint(xp.sqrt(s2) * n).astype(xp.intp), n_shells).ravel()
         a, b = f1[z], f2[z]
-        for k, v in enumerate(((a * np.conj(b)).real, (a.real ** 2 + a.imag ** 2), (b.real ** 2 + b.imag ** 2))):
-            sums[k] += np.bincount(idx, weights=(v * mult).ravel(), minlength=n_shells + 1)
+        for k, v in enumerate(((a * xp.conj(b)).real, (a.real ** 2 + a.imag ** 2), (b.real ** 2 + b.imag ** 2))):
+            sums[k] += xp.bincount(idx, weights=(v * mult).ravel(), minlength=n_shells + 1)
+    sums = to_host(sums)
     num, p1, p2 = sums[0, :n_shells], sums[1, :n_shells], sums[2, :n_shells]
     den = np.sqrt(p1 * p2)
     with np.errstate(invalid="ignore", divide="ignore"):

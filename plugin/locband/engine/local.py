@@ -18,26 +18,36 @@ is ``S / (S + D)``; it is the Wiener weight of one half, and ``S / (S + D / 2)``
 average.
 
 Cost and memory: the smoothed statistics are band-limited by their window, so they are kept on
-a small grid and the weights are brought back by separable linear interpolation. Bands whose
-grid is the full box are weighted and summed in real space; the smaller ones are summed as
-Fourier-cropped spectra and transformed back once.
+a small grid (their transforms compute only the frequencies the window passes) and the weights
+are brought back by separable linear interpolation. Bands whose grid is the full box are
+weighted and summed in real space; the smaller ones are summed as Fourier-cropped spectra and
+transformed back once. Volume-sized work runs over slabs of planes on the filter's threads
+(:mod:`locband.engine._slabs`); band maps are transformed in place in their spectrum buffers,
+and the full-size buffers are reused by every full-size band of a call.
+
+Device: the array code is written against one namespace ``xp``, NumPy for ``device="cpu"`` or
+CuPy for ``device="cuda"`` (:mod:`locband.engine._device`), chosen once per filter. Inputs go
+to the device after the checks and results come back at the end; nothing in between.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from locband.engine import _fft
+from locband.engine import _device, _fft, _slabs
 from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume, pair_scale
-from locband.engine._grid import crop_indices, frequency_squared, rfft_shape
-from locband.engine._interp import resample_linear
+from locband.engine._device import to_host
+from locband.engine._grid import crop_blocks, crop_rows, frequency_squared_rows, rfft_shape
+from locband.engine._interp import resample_linear, resample_rows
 from locband.engine.bands import band_layout, band_weight, gaussian_window
 from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
 from locband.engine.params import FilterParams, FilterResult, ProgressCallback
@@ -47,20 +57,52 @@ __all__ = ["LocalFilter", "local_filter"]
 
 log = logging.getLogger(__name__)
 
-_Index = tuple[npt.NDArray[np.intp], ...]  # np.ix_ index of a Fourier crop
+_Array = Any  # an array of the filter's namespace: numpy.ndarray, or cupy.ndarray on a GPU
 
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
+#: boxes of at least this many voxels are filtered in the lean schedule (see LocalFilter._band):
+#: seven full-size volumes at the peak instead of eight (512^3: 3.7 instead of 4.1 GiB, measured),
+#: for two more inverse transforms per full-size band but the last (17 % more CPU time, measured at
+#: 256^3 with the schedule forced). Below it memory is no concern (under 1 GiB) and speed is.
+_LEAN_MIN_VOXELS = 300 ** 3
+#: band weights of at most this many coefficients (4 MiB) are kept between calls: keeping the
+#: larger ones would hold 120 MiB at 512^3, for about 0.05 CPU-s per call at 256^3
+_KEEP_WEIGHT_ELEMENTS = 1 << 20
+#: the same for the windows of the statistics (2 MiB each): at 512^3 all of them would hold 50 MiB
+_KEEP_WINDOW_ELEMENTS = 1 << 19
 _NOISE_WINDOW = 2.0  # noise window sigma relative to the signal window (measured: README)
 
 
-def _smooth(x: npt.NDArray[np.float32], g: npt.NDArray[np.float32], idx: _Index | None, small: tuple[int, ...],
-            *, workers: int, backend: str) -> npt.NDArray[np.float32]:
-    """Gaussian-smooth ``x`` (consumed) and return it on the small grid ``small``."""
-    spec = _fft.rfftn(x, workers=workers, backend=backend)
-    del x
-    spec = spec if idx is None else spec[idx]
-    spec *= g
-    return _fft.irfftn(spec, small, overwrite_input=True, workers=workers, backend=backend)
+def _trim_heap() -> None:
+    """Return the C heap's free memory to the system, where the C library can (glibc's malloc_trim).
+
+    Arrays under 32 MiB come from the heap; after the many medium-sized temporaries of the
+    cropped bands it keeps about 200 MiB free at 512^3, which would add to the peak of the
+    full-size phase. Elsewhere (no glibc) this does nothing.
+    """
+    trim = _MALLOC_TRIM[0]
+    if trim is not None:
+        trim(0)
+
+
+def _find_malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM: list[Any] = [_find_malloc_trim()]
+
+
+@dataclass
+class _BandSetup:
+    """What band ``b`` needs on every call: its grids, windows and (for small grids) weights."""
+
+    grid: tuple[int, ...]
+    small: tuple[int, ...]
+    windows: tuple[_Array, _Array] | None  # LocalFilter._windows, kept for small statistics grids
+    weight: _Array | None  # band weight on the band's spectrum, kept for small grids
 
 
 class LocalFilter:
@@ -81,19 +123,23 @@ class LocalFilter:
     params : FilterParams, optional
         Settings; defaults are documented in :class:`FilterParams`.
     workers : int
-        FFT threads.
-    backend : {"pyfftw", "scipy"}, optional
-        FFT implementation (default pyFFTW where installed).
+        Threads (FFTs and the work over slabs of the volume).
+    backend : {"scipy", "pyfftw"}, optional
+        FFT implementation on the CPU (default ``"scipy"``, see :mod:`locband.engine._fft`).
+    device : {"cpu", "cuda"}
+        Where the arrays live and the work runs: ``"cuda"`` runs on a GPU through CuPy
+        (``pip install 'locband[gpu]'``); inputs and results stay NumPy arrays.
 
     Raises
     ------
     ValueError
-        Bad shape, voxel size, mask or settings.
+        Bad shape, voxel size, mask, settings or device; ``device="cuda"`` without CuPy or a GPU
+        (:class:`~locband.engine._device.DeviceUnavailableError`, naming what to install).
     """
 
     def __init__(self, shape: tuple[int, ...], *, pixel_size_angstrom: float,
                  mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None) -> None:
+                 workers: int = 1, backend: str | None = None, device: str = "cpu") -> None:
         shape = tuple(int(n) for n in shape)
         if len(shape) != 3 or min(shape) < 8:
             raise ValueError(f"shape must be (nz, ny, nx) with every edge >= 8, got {shape}")
@@ -105,112 +151,198 @@ class LocalFilter:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         self.workers = workers
-        self.backend = backend if backend is not None else _fft.default_backend()
-        _fft.rfftn(np.zeros((2, 2, 2), np.float32), backend=self.backend)  # validates the name
+        if device == "cuda" and backend is not None:
+            raise ValueError(f"backend={backend!r} chooses the FFT on the CPU; with device 'cuda' the FFTs are "
+                             "cuFFT's (leave backend unset)")
+        self._xp = _device.namespace(device)
+        self.device = device
+        if device == "cuda":
+            self.backend = "cupy"
+        else:
+            self.backend = backend if backend is not None else _fft.default_backend()
+            _fft.rfftn(np.zeros((2, 2, 2), np.float32), backend=self.backend)  # validates the name
         self.mask = None if mask is None else check_mask(mask, shape)
+        self._mask_x = None if self.mask is None else _device.to_device(self.mask, self._xp)
         self.layout = band_layout(shape, self.params)
         self.stats_shape = tuple(min(n, self.params.stats_grid) for n in shape)
         self._steps = tuple(1.0 / n for n in shape)
-        self._mask_cache: dict[tuple[int, ...], npt.NDArray[np.float32]] = {}
-        self._setup_cache: dict[int, tuple[_Index | None, npt.NDArray[np.float32] | None, _Index | None,
-                                           npt.NDArray[np.float32], npt.NDArray[np.float32]]] = {}
+        self._mask_cache: dict[tuple[int, ...], _Array] = {}
+        self._setup_cache: dict[int, _BandSetup] = {}
         self.calls = 0
 
     # -- one band -------------------------------------------------------------------------
-    def _band_stats(self, b: int, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64]
-                    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
-                               npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def _band_stats(self, b: int, f1: _Array, f2: _Array, *, maps: Sequence[_Array] | None = None
+                    ) -> tuple[_Array, _Array, _Array, _Array]:
         """Band ``b`` of both halves and its local statistics.
 
         This is the seam shared by every consumer of the band-wise statistics (the linear
         filter here, the interpretation map elsewhere): it returns ``(b1, b2, signal, noise)``,
         the band maps on the band's grid ``layout.grid_shapes[b]`` and the local signal and
-        noise power of one half on its statistics grid ``layout.stats_shapes[b]``.
+        noise power of one half on its statistics grid ``layout.stats_shapes[b]``. Arrays are
+        of the filter's namespace (NumPy, or CuPy on a GPU); ``f1`` and ``f2`` are the rfft
+        spectra of the halves (:func:`locband.engine._fft.rfftn`) and are not changed.
+
+        ``maps``, optional: two C-contiguous complex64 buffers of the band grid's rfft shape;
+        the band maps are then made in place in them (``b1``, ``b2`` are views with padded
+        rows, :func:`locband.engine._fft.real_view`). By default new buffers are made.
         """
-        lay = self.layout
-        grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
-        idx, w, sidx, g_signal, g_noise = self._setup(b)
-        b1 = _fft.irfftn((f1 if idx is None else f1[idx]) * w, grid, overwrite_input=True,
-                         workers=self.workers, backend=self.backend)
-        b2 = _fft.irfftn((f2 if idx is None else f2[idx]) * w, grid, overwrite_input=True,
-                         workers=self.workers, backend=self.backend)
-        del w
-        c = _smooth(b1 * b2, g_signal, sidx, small, workers=self.workers, backend=self.backend)
-        diff = b1 - b2
-        np.multiply(diff, diff, out=diff)
-        diff *= np.float32(0.5)
-        d = _smooth(diff, g_noise, sidx, small, workers=self.workers, backend=self.backend)
-        np.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
-        sig = self._signal(c, d, lay.n_effective[b], small)
+        b1, b2 = self._band_maps(b, f1, f2, maps)
+        c, d = self._local_powers(b, b1, b2)
+        sig = self._signal(c, d, self.layout.n_effective[b], self.layout.stats_shapes[b])
         return b1, b2, sig, d
 
-    def _band(self, b: int, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64],
-              sink: Callable[[int, npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]], None]
-              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Weight band ``b`` of both halves; hand (w1*b1, w2*b2, wf*(b1+b2)/2) to ``sink``.
+    def _band_maps(self, b: int, f1: _Array, f2: _Array, maps: Sequence[_Array] | None
+                   ) -> tuple[_Array, _Array]:
+        """The two halves' band ``b`` in real space, each made in place in its spectrum buffer."""
+        xp, grid = self._xp, self.layout.grid_shapes[b]
+        if maps is None:
+            maps = [xp.empty(rfft_shape(grid), dtype=xp.complex64) for _ in range(2)]
+        self._band_spectra(b, (f1, f2), maps)
+        b1, b2 = (_fft.irfftn(buf, grid, overwrite_input=True, out=_fft.real_view(buf, grid), workers=self.workers,
+                              backend=self.backend) for buf in maps)
+        return b1, b2
 
-        Returns the local signal and noise power on the coarse statistics grid.
+    def _band_spectra(self, b: int, spectra: Sequence[_Array], dst: Sequence[_Array]) -> None:
+        """``dst[i] = spectra[i][crop] * weight``: band ``b`` on the band's grid, slab by slab."""
+        xp, setup = self._xp, self._setup(b)
+        grid = setup.grid
+        mxh = grid[2] // 2 + 1
+        y_rows = crop_rows(self.shape[1], grid[1], 0, grid[1])
+
+        def work(z0: int, z1: int) -> None:
+            w = setup.weight[z0:z1] if setup.weight is not None else self._weight_rows(b, z0, z1)
+            for in_full, in_band in crop_rows(self.shape[0], grid[0], z0, z1):
+                wz = w[in_band.start - z0:in_band.stop - z0]
+                for y_full, y_band in y_rows:
+                    for f, out in zip(spectra, dst, strict=True):
+                        xp.multiply(f[in_full, y_full, :mxh], wz[:, y_band], out=out[in_band, y_band])
+
+        _slabs.run(work, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * mxh, xp), workers=self.workers)
+
+    def _weight_rows(self, b: int, z0: int, z1: int) -> _Array:
+        """Band ``b``'s weight on planes ``z0:z1`` of its grid's spectrum."""
+        s2 = frequency_squared_rows(self.layout.grid_shapes[b], self._steps, z0, z1, self._xp)
+        return band_weight(self._xp.sqrt(s2), np.asarray(self.layout.centres), b)
+
+    def _local_powers(self, b: int, b1: _Array, b2: _Array) -> tuple[_Array, _Array]:
+        """``C = <b1 b2>`` and ``D = <(b1 - b2)^2> / 2`` smoothed by the band's windows, on its small grid."""
+        xp, setup = self._xp, self._setup(b)
+
+        def produce(z0: int, z1: int) -> tuple[_Array, _Array]:
+            x1, x2 = b1[z0:z1], b2[z0:z1]
+            diff = x1 - x2
+            xp.multiply(diff, diff, out=diff)
+            return x1 * x2, diff
+
+        cs, ds = _fft.rfftn_cropped(produce, setup.grid, setup.small, count=2, workers=self.workers,
+                                    backend=self.backend)
+        g_signal, g_noise = setup.windows if setup.windows is not None else self._windows(b)
+        cs *= g_signal
+        ds *= g_noise
+        del g_signal, g_noise
+        c = _fft.irfftn(cs, setup.small, overwrite_input=True, workers=self.workers, backend=self.backend)
+        d = _fft.irfftn(ds, setup.small, overwrite_input=True, workers=self.workers, backend=self.backend)
+        xp.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
+        return c, d
+
+    def _band(self, b: int, f1: _Array, f2: _Array, outputs: _Outputs) -> tuple[_Array, _Array]:
+        """Weight band ``b`` of both halves and add it to ``outputs`` (bands in increasing order).
+
+        Returns the local signal and noise power on the coarse statistics grid. The last band
+        (always full-size) is made in place in ``f1`` and ``f2``, which it consumes: nothing
+        needs the spectra after it. In the lean schedule (boxes of at least
+        ``_LEAN_MIN_VOXELS``), the statistics of the other full-size bands are computed before
+        the first band, while the sums are still small, and their maps are made again one half
+        at a time when they are added: one full-size buffer instead of two next to the three
+        output volumes, for two more inverse transforms per such band.
         """
-        b1, b2, sig, d = self._band_stats(b, f1, f2)
+        lay, grid = self.layout, self.layout.grid_shapes[b]
+        if outputs.early is None:
+            outputs.early = self._early_statistics(f1, f2, outputs) if self._lean() else {}
+        if b in outputs.early:
+            w_half, stats = outputs.early.pop(b)
+            outputs.add_one_at_a_time(grid, lambda f, buf: self._one_map(b, f, buf), (f1, f2), w_half)
+            return stats
+        last = b == lay.n_bands - 1
+        if last:  # made in the spectra's memory: the full-size map buffers can go
+            outputs.release_map_buffers()
+        maps = (f1, f2) if last else outputs.map_buffers(grid)
+        _, _, sig, d = self._band_stats(b, f1, f2, maps=maps)
+        outputs.add_weighted(grid, maps, self._half_weight(sig, d))
+        if last:  # nothing needs the spectra any more: their memory will hold the results
+            outputs.spare.extend(maps)
+        return resample_linear(sig, self.stats_shape), resample_linear(d, self.stats_shape)
+
+    def _lean(self) -> bool:
+        return int(np.prod(self.shape)) >= _LEAN_MIN_VOXELS
+
+    def _early_statistics(self, f1: _Array, f2: _Array, outputs: _Outputs
+                          ) -> dict[int, tuple[_Array, tuple[_Array, _Array]]]:
+        """Half weights and coarse statistics of the full-size bands but the last, made before any band is summed."""
+        lay, out = self.layout, {}
+        for b in range(lay.n_bands - 1):
+            if lay.grid_shapes[b] == self.shape:
+                _, _, sig, d = self._band_stats(b, f1, f2, maps=outputs.map_buffers(self.shape, start=False))
+                out[b] = (self._half_weight(sig, d), (resample_linear(sig, self.stats_shape),
+                                                      resample_linear(d, self.stats_shape)))
+        outputs.release_map_buffers()  # the sums of the cropped bands need the room now
+        _trim_heap()
+        return out
+
+    def _one_map(self, b: int, f: _Array, buf: _Array) -> _Array:
+        """Band ``b`` of one half in real space, made in place in ``buf``."""
+        grid = self.layout.grid_shapes[b]
+        self._band_spectra(b, (f,), (buf,))
+        return _fft.irfftn(buf, grid, overwrite_input=True, out=_fft.real_view(buf, grid), workers=self.workers,
+                           backend=self.backend)
+
+    def _half_weight(self, sig: _Array, d: _Array) -> _Array:
+        """The weight of one half, ``S / (S + N)`` (0 where there is neither), on the statistics grid."""
+        xp = self._xp
         den = sig + d
-        w_half = np.divide(sig, den, out=np.zeros_like(sig), where=den > 0)
-        stats = (resample_linear(sig, self.stats_shape), resample_linear(d, self.stats_shape))
-        del sig, d, den
-        w_half = resample_linear(w_half, b1.shape)
-        # the average's weight S/(S+N/2) is 2w/(1+w) of the half weight w = S/(S+N): one
-        # interpolation serves both; the 0.5 of the average cancels the 2
-        w_full = w_half / (1 + w_half)
-        full = b1 + b2
-        full *= w_full
-        del w_full
-        b1 *= w_half
-        b2 *= w_half
-        del w_half
-        sink(b, b1, b2, full)
-        return stats
+        return xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(0))
 
-    def _setup(self, b: int) -> tuple[_Index | None, npt.NDArray[np.float32], _Index | None,
-                                      npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Band ``b``'s crop indices, band weight and the two windows, made once per filter.
+    def _setup(self, b: int) -> _BandSetup:
+        """Band ``b``'s grids and windows (and weights for small grids), made once per filter.
 
-        Band weights are kept only for grids of at most a quarter of the box (at 256^3 the
-        larger ones would cost about 140 MB, against a 1 GiB target); everything else is small
-        and reused by every later call.
+        Band weights are kept only for grids of at most ``_KEEP_WEIGHT_ELEMENTS`` coefficients;
+        larger ones are made slab by slab on every call instead.
         """
         cached = self._setup_cache.get(b)
         if cached is not None:
-            idx, w, sidx, gs, gn = cached
-            if w is None:
-                s2 = frequency_squared(self.shape, self._steps)
-                w = band_weight(np.sqrt(s2 if idx is None else s2[idx]), np.asarray(self.layout.centres), b)
-            return idx, w, sidx, gs, gn
-        lay = self.layout
-        grid, small = lay.grid_shapes[b], lay.stats_shapes[b]
-        idx = None if grid == self.shape else np.ix_(*crop_indices(self.shape, grid))
-        # only the full grid's frequencies are cached; a cropped grid's are a subset of them
-        s2 = frequency_squared(self.shape, self._steps)
-        if idx is not None:
-            s2 = s2[idx]
-        w = band_weight(np.sqrt(s2), np.asarray(lay.centres), b)
-        sidx = None if small == grid else np.ix_(*crop_indices(grid, small))
-        s2_small = s2 if sidx is None else s2[sidx]
-        gs = gaussian_window(s2_small, lay.sigma_voxels[b])
-        gn = gaussian_window(s2_small, lay.sigma_voxels[b] * _NOISE_WINDOW)
-        keep = 4 * int(np.prod(grid)) <= int(np.prod(self.shape))
-        self._setup_cache[b] = (idx, w if keep else None, sidx, gs, gn)
-        return idx, w, sidx, gs, gn
+            return cached
+        grid, small = self.layout.grid_shapes[b], self.layout.stats_shapes[b]
+        keep = int(np.prod(rfft_shape(grid))) <= _KEEP_WEIGHT_ELEMENTS
+        setup = _BandSetup(grid=grid, small=small,
+                           windows=self._windows(b) if int(np.prod(rfft_shape(small))) <= _KEEP_WINDOW_ELEMENTS
+                           else None,
+                           weight=self._weight_rows(b, 0, grid[0]) if keep else None)
+        self._setup_cache[b] = setup
+        return setup
 
-    def _small_mask(self, small: tuple[int, ...]) -> npt.NDArray[np.float32] | None:
+    def _windows(self, b: int) -> tuple[_Array, _Array]:
+        """Band ``b``'s windows on its statistics grid's spectrum: of ``C``, and of ``D`` times its 1/2."""
+        lay, small = self.layout, self.layout.stats_shapes[b]
+        s2 = frequency_squared_rows(small, self._steps, 0, small[0])  # frequencies per original voxel
+        gs = gaussian_window(s2, lay.sigma_voxels[b])
+        gn = gaussian_window(s2, lay.sigma_voxels[b] * _NOISE_WINDOW) * np.float32(0.5)
+        return _device.to_device(gs, self._xp), _device.to_device(gn, self._xp)
+
+    def _small_mask(self, small: tuple[int, ...]) -> _Array | None:
+        """The mask Fourier-cropped to a statistics grid (all of them made from one transform)."""
         if self.mask is None:
             return None
         if small not in self._mask_cache:
-            self._mask_cache[small] = _fft.irfftn(
-                _fft.rfftn(self.mask, backend="scipy")[np.ix_(*crop_indices(self.shape, small))], small,
-                backend="scipy", overwrite_input=True).clip(0, 1)
+            spec = _fft.rfftn(self.mask, backend="scipy")
+            for grid in set(self.layout.stats_shapes) | {small}:
+                crop = np.empty(rfft_shape(grid), np.complex64)
+                for in_full, in_crop in crop_blocks(self.shape, grid):
+                    crop[in_crop] = spec[in_full]
+                m = _fft.irfftn(crop, grid, backend="scipy", overwrite_input=True).clip(0, 1)
+                self._mask_cache[grid] = _device.to_device(m, self._xp)
         return self._mask_cache[small]
 
-    def _signal(self, c: npt.NDArray[np.float32], d: npt.NDArray[np.float32], n_eff: float,
-                small: tuple[int, ...]) -> npt.NDArray[np.float32]:
+    def _signal(self, c: _Array, d: _Array, n_eff: float, small: tuple[int, ...]) -> _Array:
         """Local signal power from the local cross-power ``c`` and noise power ``d``.
 
         1. Shrinkage towards the band's global level (empirical Bayes): with ``v`` the
@@ -222,23 +354,36 @@ class LocalFilter:
         2. Non-negative garrote against what remains of the noise: ``S = max(x - (z k sd)^2/x, 0)``
            with ``sd = D / sqrt(n_eff)``, the pure-noise standard deviation of ``c``.
         """
+        xp = self._xp
         m = self._small_mask(small)
-        v = np.square(d) * np.float32(1.0 / n_eff)
+        v = xp.square(d)
+        v *= np.float32(1.0 / n_eff)
         wsum = float(m.sum()) if m is not None else float(c.size)
 
-        def mean(a: npt.NDArray[np.float32]) -> float:
+        def mean(a: _Array) -> float:
             return float((a * m).sum()) / wsum if m is not None else float(a.mean())
 
         level = mean(c)
         prior = np.float32(level) * m if m is not None else np.float32(level)
-        tau2 = max(mean(np.square(c - prior)) - mean(v), 0.0)
-        k = np.float32(tau2) / (np.float32(tau2) + v) if tau2 > 0 else np.zeros_like(c)
-        x = prior + k * (c - prior)
-        np.maximum(x, 0, out=x)
-        sd = d * k * np.float32(self.params.noise_threshold / math.sqrt(n_eff))
-        np.square(sd, out=sd)
-        np.divide(sd, x, out=sd, where=x > 0)
-        return np.maximum(x - sd, 0)
+        x = c - prior
+        tau2 = max(mean(xp.square(x)) - mean(v), 0.0)
+        if tau2 > 0:  # k = tau2 / (tau2 + v), in v's memory
+            k = v
+            k += np.float32(tau2)
+            xp.divide(np.float32(tau2), k, out=k)
+        else:
+            k = xp.zeros_like(c)
+        del v
+        x *= k  # x = prior + k (c - prior), then clipped at 0
+        x += prior
+        xp.maximum(x, 0, out=x)
+        sd = d * k
+        sd *= np.float32(self.params.noise_threshold / math.sqrt(n_eff))
+        xp.square(sd, out=sd)
+        # the garrote: x - sd / x where x > 0; where x is 0, max(0 - sd, 0) is 0 whatever sd is
+        sd /= xp.where(x > 0, x, np.float32(1))
+        x -= sd
+        return xp.maximum(x, 0, out=x)
 
     # -- whole filter ---------------------------------------------------------------------
     def __call__(self, half1: npt.ArrayLike, half2: npt.ArrayLike, *,
@@ -303,32 +448,33 @@ class LocalFilter:
         timings: dict[str, float] = {}
         report(0.0, "Fourier transforms")
         norm = pair_scale(h1, h2)  # mean-free and unit scale inside: see PairScale
-        f1 = norm.normalise_spectrum(_fft.rfftn(h1, workers=wk, backend=be))
-        f2 = norm.normalise_spectrum(_fft.rfftn(h2, workers=wk, backend=be))
-        fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
-        check_independent_halves(fsc_unmasked)
         fsc_masked = None
-        if self.mask is not None:
+        if self.mask is not None:  # first: then each half can go as soon as its spectrum is made
             m1 = norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h1, self.mask), workers=wk, backend=be))
             m2 = norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h2, self.mask), workers=wk, backend=be))
             fsc_masked = fsc_from_spectra(m1, m2, self.shape)
             del m1, m2
         # from here on only the spectra are needed: drop the inputs (see filter_owned)
-        del h1, h2
+        f1 = norm.normalise_spectrum(_fft.rfftn(h1, workers=wk, backend=be))
+        del h1
+        f2 = norm.normalise_spectrum(_fft.rfftn(h2, workers=wk, backend=be))
+        del h2
+        fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
+        check_independent_halves(fsc_unmasked)
         timings["fft_in"] = time.perf_counter() - t0
 
-        lay, par = self.layout, self.params
-        outputs = _Outputs(self.shape, lay.grid_shapes, workers=self.workers, backend=self.backend)
-        crossing = _Crossing(self.stats_shape, lay.centres, par.criterion)
-        snr_bands: list[npt.NDArray[np.float32]] | None = [] if par.keep_band_snr else None
+        lay, par, xp = self.layout, self.params, self._xp
+        outputs = _Outputs(self.shape, lay.grid_shapes, workers=self.workers, backend=self.backend, xp=xp)
+        crossing = _Crossing(self.stats_shape, lay.centres, par.criterion, xp=xp)
+        snr_bands: list[_Array] | None = [] if par.keep_band_snr else None
         cost = np.cumsum([float(np.prod(g)) for g in lay.grid_shapes])
         t1 = time.perf_counter()
         for b in range(lay.n_bands):
-            sig, noise = self._band(b, f1, f2, outputs.add)
+            sig, noise = self._band(b, f1, f2, outputs)
             crossing.update(b, sig, noise)
             if snr_bands is not None:
-                snr = np.divide(sig, noise, out=np.full_like(sig, _SNR_CAP), where=noise > 0)
-                snr_bands.append(np.minimum(snr, _SNR_CAP))
+                snr = xp.where(noise > 0, sig / xp.where(noise > 0, noise, 1), np.float32(_SNR_CAP))
+                snr_bands.append(xp.minimum(snr, np.float32(_SNR_CAP)))
             report(0.05 + 0.9 * cost[b] / cost[-1], f"band {b + 1}/{lay.n_bands}")
         del f1, f2
         out1, out2, outf = outputs.finish()
@@ -338,63 +484,237 @@ class LocalFilter:
         t2 = time.perf_counter()
         if par.apply_mask and self.mask is not None:
             for o in (out1, out2, outf):
-                o *= self.mask
+                o *= self._mask_x
         floor = np.float32(1.0 / max(self.shape))  # a region with no signal at all: one shell
-        local_freq = np.maximum(resample_linear(crossing.frequency, self.shape), floor)
-        local_res = cycles_to_angstrom(local_freq, pixel_size_angstrom=self.pixel_size_angstrom).astype(np.float32)
+        local_freq, local_res = self._local_resolution(crossing.frequency, floor, outputs)
+        out1, out2, outf = (to_host(o) for o in (out1, out2, outf))
         timings["fft_out"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
         self.calls += 1
         report(1.0, "done")
         log.debug("filtered %s in %.2f s (%d bands)", self.shape, timings["total"], lay.n_bands)
-        return FilterResult(half1=out1, half2=out2, full=outf, local_frequency=local_freq.astype(np.float32),
+        return FilterResult(half1=out1, half2=out2, full=outf, local_frequency=local_freq,
                             local_resolution_angstrom=local_res, pixel_size_angstrom=self.pixel_size_angstrom,
                             fsc_unmasked=fsc_unmasked, fsc_masked=fsc_masked, bands=lay, params=par,
-                            band_snr=None if snr_bands is None else np.stack(snr_bands), timings=timings)
+                            band_snr=None if snr_bands is None else to_host(xp.stack(snr_bands)), timings=timings)
+
+    def _local_resolution(self, frequency: _Array, floor: np.float32, outputs: _Outputs | None = None
+                          ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Local frequency (cycles/voxel, at least ``floor``) and resolution (Å) on the full grid, on the host.
+
+        Made in the call's spare full-size buffers when ``outputs`` has them (no new memory).
+        """
+        xp = self._xp
+        if outputs is not None:
+            freq, res = outputs.volume(), outputs.volume()
+        else:
+            freq, res = xp.empty(self.shape, dtype=xp.float32), xp.empty(self.shape, dtype=xp.float32)
+
+        def work(z0: int, z1: int) -> None:
+            f = xp.maximum(resample_rows(frequency, self.shape, z0, z1), floor)
+            freq[z0:z1] = f
+            res[z0:z1] = cycles_to_angstrom(f, pixel_size_angstrom=self.pixel_size_angstrom)
+
+        rows = _slabs.slab_rows(self.shape[0], self.shape[1] * self.shape[2], xp)
+        _slabs.run(work, self.shape[0], rows=rows, workers=self.workers)
+        return to_host(freq), to_host(res)
 
 
 class _Outputs:
-    """Sums of the weighted bands of the two halves and the average.
+    """Sums of the weighted bands of the two halves and the average, for one call.
 
-    Bands on cropped grids are summed as spectra on the largest cropped grid; when the first
-    full-size band arrives (bands come in increasing order) those sums become real volumes,
-    to which the full-size bands are added directly, saving their forward FFTs.
+    Bands on cropped grids are summed as spectra: each band's three weighted spectra absorb the
+    sums of the smaller bands before them (grids grow with the band), so no sum is kept at a
+    size larger than the band in hand. When the first full-size band arrives (bands come in
+    increasing order) the sums become real volumes, each transformed in place in a full-size
+    spectrum buffer, to which the full-size bands are added directly, saving their forward FFTs.
+    Full-size band maps are made in at most two full-size buffers per call (:meth:`map_buffers`).
     """
 
     def __init__(self, shape: tuple[int, ...], grids: tuple[tuple[int, ...], ...], *, workers: int,
-                 backend: str) -> None:
+                 backend: str, xp: Any = np) -> None:
         self.shape = shape
-        self.workers, self.backend = workers, backend
-        cropped = [g for g in grids if g != shape]
-        self.acc_grid = tuple(max(g[i] for g in cropped) for i in range(3)) if cropped else shape
-        self.spectra: list[npt.NDArray[np.complex64]] = [np.zeros(rfft_shape(self.acc_grid), np.complex64)
-                                                         for _ in range(3)]
-        self.real: list[npt.NDArray[np.float32]] = []
+        self.workers, self.backend, self.xp = workers, backend, xp
+        self.spectra: list[_Array] = []  # the sums of the cropped bands so far, on spectra_grid
+        self.spectra_grid: tuple[int, ...] | None = None
+        self.real: list[_Array] = []
+        self._real_buffers: list[_Array | None] = []  # the spectrum buffer each real sum lives in
+        self.early: dict[int, tuple[_Array, tuple[_Array, _Array]]] | None = None  # see LocalFilter._band
+        self.spare: list[_Array] = []  # full-size complex buffers no longer needed (see volume)
+        self._work: list[_Array | None] = [None, None]
+
+    def map_buffers(self, grid: tuple[int, ...], *, start: bool = True) -> list[_Array]:
+        """Two complex64 buffers of ``grid``'s rfft shape to make a band's maps in.
+
+        Full-size ones are the call's two reusable buffers (with ``start``, the sums become real
+        volumes first: full-size bands are added to those); smaller ones are new, and become the
+        band's weighted spectra.
+        """
+        xp = self.xp
+        if grid != self.shape:
+            return [xp.empty(rfft_shape(grid), dtype=xp.complex64) for _ in range(2)]
+        if start:
+            self._to_real()
+        return [self._full_buffer(0), self._full_buffer(1)]
+
+    def _full_buffer(self, i: int) -> _Array:
+        buf = self._work[i]
+        if buf is None:
+            buf = self._work[i] = self.xp.empty(rfft_shape(self.shape), dtype=self.xp.complex64)
+        return buf
+
+    def release_map_buffers(self) -> None:
+        """Give the full-size buffers back (they are made again if asked for)."""
+        self._work = [None, None]
 
     def _to_real(self) -> None:
+        if self.real:
+            return
+        xp = self.xp
+        if not self.spectra:
+            self.real = [xp.zeros(self.shape, dtype=xp.float32) for _ in range(3)]
+            self._real_buffers = [None, None, None]
+            return
+        assert self.spectra_grid is not None
+        _trim_heap()  # the cropped bands' temporaries: give their room back before the full-size phase
         while self.spectra:
-            spec = np.zeros(rfft_shape(self.shape), np.complex64)
-            spec[np.ix_(*crop_indices(self.shape, self.acc_grid))] = self.spectra.pop(0)
-            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, workers=self.workers,
-                                         backend=self.backend))
+            part = self.spectra.pop(0)
+            spec = xp.zeros(rfft_shape(self.shape), dtype=xp.complex64)
+            for in_full, in_crop in crop_blocks(self.shape, self.spectra_grid):
+                spec[in_full] = part[in_crop]
+            del part
+            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, out=_fft.real_view(spec, self.shape),
+                                         workers=self.workers, backend=self.backend))
+            self._real_buffers.append(spec)
 
-    def add(self, b: int, o1: npt.NDArray[np.float32], o2: npt.NDArray[np.float32],
-            of: npt.NDArray[np.float32]) -> None:
-        """Add band ``b``'s weighted half 1, half 2 and average (on the band's grid)."""
-        grid = o1.shape
+    def _absorb(self, grid: tuple[int, ...], spectra: list[_Array]) -> None:
+        """Add a band's spectra (on ``grid``) to the running sums, keeping the larger grid's arrays."""
+        if self.spectra_grid is not None and not all(g >= s for g, s in zip(grid, self.spectra_grid, strict=True)):
+            if not all(s >= g for g, s in zip(grid, self.spectra_grid, strict=True)):
+                raise ValueError(f"band grids must nest: {grid} after {self.spectra_grid}")
+            for old, spec in zip(self.spectra, spectra, strict=True):  # a smaller band after a larger one
+                for in_full, in_crop in crop_blocks(self.spectra_grid, grid):
+                    old[in_full] += spec[in_crop]
+            return
+        if self.spectra_grid is not None:  # bands in increasing order: the new spectra absorb the sums
+            blocks = crop_blocks(grid, self.spectra_grid)
+            for spec, old in zip(spectra, self.spectra, strict=True):
+                for in_full, in_crop in blocks:
+                    spec[in_full] += old[in_crop]
+        self.spectra, self.spectra_grid = spectra, grid
+
+    def _weights(self, w_half: _Array, grid: tuple[int, ...], z0: int, z1: int) -> tuple[_Array, _Array]:
+        """Planes ``z0:z1`` of the half weight ``w`` and of the average's ``w / (1 + w)`` on ``grid``."""
+        w = resample_rows(w_half, grid, z0, z1)
+        w_full = w + 1
+        self.xp.divide(w, w_full, out=w_full)
+        return w, w_full
+
+    def _run_slabs(self, fn: Callable[[int, int], None], grid: tuple[int, ...]) -> None:
+        _slabs.run(fn, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * grid[2], self.xp), workers=self.workers)
+
+    def add_weighted(self, grid: tuple[int, ...], maps: Sequence[_Array], w_half: _Array) -> None:
+        """Weight one band's maps (made on ``grid`` in ``maps`` by :meth:`LocalFilter._band_stats`) and add them.
+
+        ``w_half`` is the half weight ``S/(S+N)`` on the band's statistics grid; the average
+        gets ``S/(S+N/2) = 2w/(1+w)`` (one interpolation serves both; the 1/2 of the average
+        cancels the 2). Interpolation and weighting run slab by slab: no volume-sized weights.
+        """
+        xp = self.xp
+        b1, b2 = (_fft.real_view(m, grid) for m in maps)
+        if grid == self.shape:
+            self._to_real()
+            o1, o2, of = self.real
+
+            def add(z0: int, z1: int) -> None:
+                w, w_full = self._weights(w_half, grid, z0, z1)
+                x1, x2 = b1[z0:z1], b2[z0:z1]
+                t = x1 + x2
+                t *= w_full
+                of[z0:z1] += t
+                xp.multiply(x1, w, out=t)
+                o1[z0:z1] += t
+                xp.multiply(x2, w, out=t)
+                o2[z0:z1] += t
+
+            self._run_slabs(add, grid)
+            return
+
+        def produce(z0: int, z1: int) -> tuple[_Array, _Array, _Array]:
+            w, w_full = self._weights(w_half, grid, z0, z1)
+            x1, x2 = b1[z0:z1], b2[z0:z1]
+            full = x1 + x2
+            full *= w_full
+            return x1 * w, x2 * w, full
+
+        spectra = [maps[0], maps[1], xp.empty(rfft_shape(grid), dtype=xp.complex64)]
+        _fft.rfftn_slabs(produce, grid, spectra, workers=self.workers, backend=self.backend)
+        self._absorb(grid, spectra)
+
+    def add_one_at_a_time(self, grid: tuple[int, ...], make_map: Callable[[_Array, _Array], _Array],
+                          spectra: Sequence[_Array], w_half: _Array) -> None:
+        """Add a full-size band whose maps are made one half at a time in one buffer (lean schedule).
+
+        ``make_map(spectrum, buffer)`` returns one half's band map made in ``buffer``. The
+        average gets ``w/(1+w) * b1`` and ``w/(1+w) * b2`` one after the other.
+        """
+        xp = self.xp
+        self._to_real()
+        of = self.real[2]
+        buf = self._full_buffer(0)
+        for spec, target in zip(spectra, self.real[:2], strict=True):
+            bmap = make_map(spec, buf)
+
+            def add(z0: int, z1: int, bmap: _Array = bmap, target: _Array = target) -> None:
+                w, w_full = self._weights(w_half, grid, z0, z1)
+                x = bmap[z0:z1]
+                t = x * w
+                target[z0:z1] += t
+                xp.multiply(x, w_full, out=t)
+                of[z0:z1] += t
+
+            self._run_slabs(add, grid)
+
+    def add(self, b: int, o1: _Array, o2: _Array, of: _Array) -> None:
+        """Add band ``b``'s weighted half 1, half 2 and average (real, on the band's grid)."""
+        grid = tuple(o1.shape)
         if grid == self.shape:
             self._to_real()
             for target, part in zip(self.real, (o1, o2, of), strict=True):
                 target += part
         else:
-            sub = np.ix_(*crop_indices(self.acc_grid, grid))
-            for spec, part in zip(self.spectra, (o1, o2, of), strict=True):
-                spec[sub] += _fft.rfftn(part, workers=self.workers, backend=self.backend)
+            self._absorb(grid, [_fft.rfftn(part, workers=self.workers, backend=self.backend) for part in (o1, o2, of)])
 
-    def finish(self) -> tuple[npt.NDArray[np.float32], ...]:
-        """The three real output volumes."""
+    def volume(self) -> _Array:
+        """A C-contiguous float32 volume of the box, in a spare full-size buffer if there is one.
+
+        A spare rfft buffer holds ``nz * ny * 2 * (nx // 2 + 1)`` floats, at least a volume:
+        results made there need no new memory (at 512^3 five volumes that would otherwise be
+        fresh pages, about a second of system time each on a busy machine). :meth:`finish` copies
+        each sum into a spare buffer and then spares the sum's own buffer: the spectra of the last
+        band hold the halves, the first sum's buffer the average, the others the local resolution.
+        """
+        xp = self.xp
+        if not self.spare:
+            return xp.empty(self.shape, dtype=xp.float32)
+        n = int(np.prod(self.shape))
+        return self.spare.pop().view(xp.float32).reshape(-1)[:n].reshape(self.shape)
+
+    def finish(self) -> tuple[_Array, ...]:
+        """The three real output volumes (C-contiguous)."""
         self._to_real()
-        return tuple(self.real)
+        self.spare.extend(w for w in self._work if w is not None)
+        self._work = [None, None]
+        out = []
+        while self.real:  # one at a time: a padded volume is copied out, then its buffer is spare
+            padded, buf = self.real.pop(0), self._real_buffers.pop(0)
+            target = self.volume()
+            target[...] = padded
+            out.append(target)
+            del padded
+            if buf is not None:
+                self.spare.insert(0, buf)
+        return tuple(out)
 
 
 class _Crossing:
@@ -404,24 +724,27 @@ class _Crossing:
     linearly in the local FSC. Voxels that never fall below stay at the last centre (Nyquist).
     """
 
-    def __init__(self, shape: tuple[int, ...], centres: tuple[float, ...], criterion: float) -> None:
+    def __init__(self, shape: tuple[int, ...], centres: tuple[float, ...], criterion: float, *,
+                 xp: Any = np) -> None:
         self.centres = centres
         self.criterion = np.float32(criterion)
-        self.frequency = np.full(shape, centres[-1], np.float32)
-        self.found = np.zeros(shape, bool)
-        self.prev: npt.NDArray[np.float32] | None = None
+        self.xp = xp
+        self.frequency = xp.full(shape, centres[-1], dtype=xp.float32)
+        self.found = xp.zeros(shape, dtype=bool)
+        self.prev: _Array | None = None
 
-    def update(self, b: int, sig: npt.NDArray[np.float32], noise: npt.NDArray[np.float32]) -> None:
+    def update(self, b: int, sig: _Array, noise: _Array) -> None:
         """Take band ``b``'s local signal and noise power (on the coarse statistics grid)."""
+        xp = self.xp
         den = sig + noise
-        loc = np.divide(sig, den, out=np.ones_like(sig), where=den > 0)  # no noise at all: FSC 1
+        loc = xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(1))  # no noise at all: FSC 1
         crit = self.criterion
         if self.prev is None:
             cross = loc < crit
             self.frequency[cross] = 0.0
         else:
             cross = ~self.found & (loc < crit)
-            t = np.clip((self.prev - crit) / np.maximum(self.prev - loc, np.float32(1e-12)), 0, 1)
+            t = xp.clip((self.prev - crit) / xp.maximum(self.prev - loc, np.float32(1e-12)), 0, 1)
             c0, c1 = self.centres[b - 1], self.centres[b]
             self.frequency[cross] = (c0 + t * (c1 - c0))[cross]
         self.found |= cross
@@ -430,7 +753,7 @@ class _Crossing:
 
 def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angstrom: float,
                  mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None,
+                 workers: int = 1, backend: str | None = None, device: str = "cpu",
                  progress: ProgressCallback | None = None) -> FilterResult:
     """Locally filter two half-maps band by band (one-shot form of :class:`LocalFilter`).
 
@@ -445,9 +768,12 @@ def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angst
     params : FilterParams, optional
         Settings.
     workers : int
-        FFT threads.
-    backend : {"pyfftw", "scipy"}, optional
-        FFT implementation.
+        Threads.
+    backend : {"scipy", "pyfftw"}, optional
+        FFT implementation on the CPU.
+    device : {"cpu", "cuda"}
+        ``"cuda"``: run on a GPU through CuPy (``pip install 'locband[gpu]'``); inputs and
+        results are NumPy arrays either way.
     progress : callable, optional
         ``progress(fraction, message)``.
 
@@ -459,7 +785,8 @@ def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angst
     Raises
     ------
     ValueError
-        Shapes differ, non-finite or constant input, bad mask or settings.
+        Shapes differ, non-finite or constant input, bad mask or settings, a device that is not
+        available.
     TypeError
         Non-numeric input.
 
@@ -473,5 +800,5 @@ def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angst
     h2 = check_volume(half2, name="half2")
     check_same_shape(h1, h2, names=("half1", "half2"))
     lf = LocalFilter(h1.shape, pixel_size_angstrom=pixel_size_angstrom, mask=mask, params=params,
-                     workers=workers, backend=backend)
+                     workers=workers, backend=backend, device=device)
     return lf._run([h1, h2], progress)  # already validated: once is enough

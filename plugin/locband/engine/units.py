@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from locband.engine._device import array_module
 from locband.engine.params import ABOVE_TO_LAST_SHELL, BELOW_AT_FIRST_SHELL, FSCCurve
 
 __all__ = ["cycles_to_angstrom", "angstrom_to_cycles", "fsc_resolution_angstrom", "describe_fsc_resolution"]
@@ -21,9 +22,10 @@ def cycles_to_angstrom(frequency: npt.ArrayLike, *, pixel_size_angstrom: float) 
     -----
     ``resolution_angstrom = pixel_size_angstrom / frequency``; Nyquist (0.5) is two voxels.
     """
-    f = np.asarray(frequency, dtype=np.float64)
+    xp = array_module(frequency)  # NumPy, or CuPy for the engine's arrays on a GPU
+    f = xp.asarray(frequency, dtype=xp.float64)
     with np.errstate(divide="ignore"):
-        return np.where(f > 0, pixel_size_angstrom / np.where(f > 0, f, 1.0), np.inf)
+        return xp.where(f > 0, pixel_size_angstrom / xp.where(f > 0, f, 1.0), np.inf)  # type: ignore[no-any-return]
 
 
 def angstrom_to_cycles(resolution_angstrom: npt.ArrayLike, *, pixel_size_angstrom: float) -> npt.NDArray[np.float64]:

@@ -138,7 +138,7 @@ def filter_maps(m1: MapData, m2: MapData, mk: MapData | None, px: float, engine:
                 progress: ProgressCallback | None) -> FilterResult:
     """The local filter of two half-maps read from files; the engine's complaints name both files."""
     lf = LocalFilter(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data,
-                     params=engine.params, workers=engine.threads, backend=engine.fft_backend)
+                     params=engine.params, workers=engine.workers(), backend=engine.fft_backend, device=engine.device)
     with naming_engine_errors(m1.path, m2.path):
         return lf(m1.data, m2.data, progress=progress)
 

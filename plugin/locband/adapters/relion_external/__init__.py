@@ -20,7 +20,7 @@ RELION argument                   locband
 ``--in_mask MASK``                soft mask: masked FSC, report histogram, ``apply_mask``
                                   (default with a Refine3D folder: ``rlnSolventMaskName`` of
                                   its last ``run_it*_optimiser.star``, if that file exists)
-``--j N``                         FFT threads
+``--j N``                         the most threads to use (fewer when cores are busy)
 ``--half1 F`` / ``--half2 F``     name the half-maps explicitly (override ``--in_3dref``)
 ``--angpix A``                    voxel size in Å (default: MRC header); alias ``pixel_size``
 ``--band_ratio R``                :attr:`FilterParams.band_ratio`
@@ -30,6 +30,7 @@ RELION argument                   locband
 ``--apply_mask [yes|no]``         :attr:`FilterParams.apply_mask`
 ``--band_snr [yes|no]``           :attr:`FilterParams.keep_band_snr` (writes band_snr.mrc)
 ``--fft_backend pyfftw|scipy``    FFT implementation
+``--device cpu|cuda``             where the filter runs (``cuda``: a GPU, through CuPy)
 ``--report [yes|no]``             write report.png / report.pdf (default yes)
 ``--pipeline_control DIR``        accepted and ignored (the exit files go to ``--o``)
 ``--in_movies`` ... ``--in_coords`` accepted and ignored, with a note in run.out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -58,6 +58,7 @@ class ExternalRequest:
     mask: str | None = None
     pixel_size_angstrom: float | None = None
     engine: EngineSettings = field(default_factory=EngineSettings)
+    max_threads: int | None = None
     report: bool = True
     pipeline_control: str | None = None
     ignored: tuple[str, ...] = ()
@@ -174,14 +175,15 @@ _BESIDE_THE_SET = (LOG_NAME, *EXIT_FILES, RELION_JOB_ABORT_NOW)
 def execute(req: ExternalRequest, job: JobControl, *, stdout: TextIO | None) -> None:
     """Find the files, filter, and write the outputs and the node file as one set (inside :func:`relion_job`)."""
     halves = resolve_half_maps(req)
+    threads = req.engine.workers(limit=req.max_threads)  # RELION's --j caps the idle cores (README)
     run = FilterJob(half1=halves.half1, half2=halves.half2, out_dir=Path(req.out_dir), mask=halves.mask,
-                    pixel_size_angstrom=req.pixel_size_angstrom, engine=req.engine, report=req.report)
+                    pixel_size_angstrom=req.pixel_size_angstrom, engine=replace(req.engine, threads=threads),
+                    report=req.report)
     # before any work and before the first log line: no file of the job may be one of its inputs
     plan_outputs(run.out_dir, inputs=run.inputs, names=RELION_EXTERNAL, also_writes=_BESIDE_THE_SET)
     for item in _group_options(req.ignored):
         job.log(f"ignoring {item!r} (not a locband option)")
-    job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; "
-            f"{req.engine.threads} thread(s)")
+    job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; {threads} thread(s)")
     kinds = ["full", "half1", "local_resolution", *(["report_pdf"] if req.report else [])]
     nodes = build_output_nodes(req.out_dir, {kind: RELION_EXTERNAL[kind] for kind in kinds})
     node_text = format_output_nodes(nodes)  # a bad node name fails here, before any work

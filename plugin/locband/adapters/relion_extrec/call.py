@@ -38,17 +38,23 @@ def _load_mask(req: ExtRecRequest) -> npt.NDArray[np.float32] | None:
     return m
 
 
+def _workers(req: ExtRecRequest) -> int:
+    """The request's threads, or the idle cores shared by the calls that run at the same time."""
+    return req.engine.workers(concurrent=2 if req.case == "half" else 1)
+
+
 def _reconstruct(req: ExtRecRequest, *, regularised: bool) -> npt.NDArray[np.float32]:
     data, weight = read_fourier_sums(req.star)
     s = req.star
     return reconstruct_from_sums(data, weight, ori_size=s.ori_size, padding_factor=s.padding_factor,
                                  current_size=s.current_size, tau2=s.tau2 if regularised else None,
-                                 tau2_fudge=s.tau2_fudge, workers=req.engine.threads, backend=req.engine.fft_backend)
+                                 tau2_fudge=s.tau2_fudge, workers=_workers(req), backend=req.engine.fft_backend)
 
 
 def _filter(req: ExtRecRequest, h1: npt.NDArray[np.float32], h2: npt.NDArray[np.float32]) -> FilterResult:
     lf = LocalFilter(h1.shape, pixel_size_angstrom=req.pixel_size_angstrom, mask=_load_mask(req),
-                     params=req.engine.params, workers=req.engine.threads, backend=req.engine.fft_backend)
+                     params=req.engine.params, workers=_workers(req), backend=req.engine.fft_backend,
+                     device=req.engine.device)
     return lf(h1, h2)
 
 
