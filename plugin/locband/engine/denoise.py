@@ -59,7 +59,8 @@ from locband.engine.bands import band_weight, gaussian_window
 from locband.engine.fsc import fsc_from_spectra
 from locband.engine.local import LocalFilter, _Crossing, _Outputs
 from locband.engine.params import BandLayout, DenoiseParams, DenoiseResult, FSCCurve
-from locband.engine.priors import EnvelopeSpec, envelope_from_map, prior_density
+from locband.engine.priors import EnvelopeSpec, envelope_from_map, prior_density, solvent_level
+from locband.engine.priors import gaussian_smooth as prior_smooth
 from locband.engine.sharpen import band_volumes, local_bfactor, sharpening_gain, significance_ramp
 from locband.engine.units import angstrom_to_cycles, cycles_to_angstrom
 
@@ -76,6 +77,7 @@ _SHARPEN_FROM_ANGSTROM = 10.0  # default start of local sharpening (as RELION's 
 _ENVELOPE_Z = 3.0  # solvent boundary: smoothed map this many noise SDs above the solvent level
 _BLOB_Z = 3.0  # blobs: connected density this many residual-noise SDs above the solvent level
 _SKIP = 0.02  # a band whose linear weight stays below this everywhere keeps its linear weights
+_CONSISTENCY_Z2 = 3.0  # the average is trusted where the halves' local chi-square stays below this
 _FULL_SPREAD = 0.5  # a band may spread fully into the next one when that holds this signal fraction
 
 
@@ -371,7 +373,8 @@ class Denoiser:
         timings["fsc"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        stats, base = self._linear_start(f1, f2, _scaled(report, 0.05, 0.35), statistics, maps=True)
+        stats, base = self._linear_start(f1, f2, _scaled(report, 0.05, 0.35), statistics, maps=True,
+                                         global_fsc=fsc_masked if fsc_masked is not None else fsc_unmasked)
         timings["statistics"] = time.perf_counter() - t1
         maps, env_volume = base, None
         for k in range(par.cycles):
@@ -379,6 +382,15 @@ class Denoiser:
             maps, env_volume = self._cycle(f1, f2, stats, base, maps, final=k == par.cycles - 1,
                                            report=_scaled(report, 0.4 + 0.5 * k / par.cycles, 0.5 / par.cycles))
             timings[f"cycle_{k + 1}"] = time.perf_counter() - t2
+
+        if par.consistency:
+            agree = self._consistency(base[0], base[1], stats)
+            if agree is not None:  # the average, relative to its solvent level, where the halves agree
+                level = np.float32(solvent_level(maps[2], None))
+                maps[2] -= level
+                maps[2] *= agree
+                maps[2] += level
+                del agree
 
         t3 = time.perf_counter()
         report(0.92, "cross-validation")
@@ -444,7 +456,8 @@ class Denoiser:
         return env
 
     def _linear_start(self, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64], report: ProgressCallback,
-                      statistics: DenoiseStatistics | None, *, maps: bool) -> tuple[DenoiseStatistics, list[_Vol]]:
+                      statistics: DenoiseStatistics | None, *, maps: bool, global_fsc: FSCCurve | None = None
+                      ) -> tuple[DenoiseStatistics, list[_Vol]]:
         """The statistics (measured unless given) and the linear filter's three maps.
 
         The linear maps are exactly ``locband filter``'s: per band the half weight
@@ -496,10 +509,11 @@ class Denoiser:
         power *= g * g
         del g
         power *= rfft_multiplicity(self.shape)
-        masked = self._masked_spectra(f1, f2)
-        curve = fsc_from_spectra(*masked, self.shape) if masked is not None else fsc_from_spectra(f1, f2, self.shape)
-        del masked
-        res = 1.0 / max(curve.crossing(self.params.filter.criterion), 1e-6)
+        if global_fsc is None:
+            masked = self._masked_spectra(f1, f2)
+            global_fsc = fsc_from_spectra(*(masked if masked is not None else (f1, f2)), self.shape)
+            del masked
+        res = 1.0 / max(global_fsc.crossing(self.params.filter.criterion), 1e-6)
         stats = DenoiseStatistics(
             shape=self.shape, weight=tuple(weight), noise=tuple(noise_b), signal_coarse=tuple(sig_c),
             noise_coarse=tuple(noise_c), residual_variance=(residual[0], residual[1], residual[2]),
@@ -632,6 +646,40 @@ class Denoiser:
             new += base[i]
             out.append(new)
         return out, env_volume
+
+    def _consistency(self, l1: _Vol, l2: _Vol, stats: DenoiseStatistics) -> _Vol | None:
+        """Where the two halves agree (1) or disagree beyond their noise (down to 0), for the average.
+
+        The linear filter's halves differ by filtered noise only, with a local variance the
+        statistics predict, ``V = sum_b q_b^2 2 N_b``. Their squared difference, smoothed over
+        the resolution, relative to ``V`` (normalised by its median inside the particle, which
+        absorbs the overlap of neighbouring bands) is a local chi-square ``z2`` near 1; a
+        feature in one half only makes it large. The average, relative to its solvent level, is
+        multiplied by ``min(1, t / z2)`` with ``t = _CONSISTENCY_Z2``: a smooth factor, 1 wherever
+        the halves agree. Only the average can do this: the halves never see each other's voxels.
+        """
+        coarse = self.filter.stats_shape
+        expected = np.zeros(coarse, np.float32)
+        for sig, noise in zip(stats.signal_coarse, stats.noise_coarse, strict=True):
+            expected += _wiener(sig, noise) ** 2 * noise * np.float32(2.0)
+        if not float(expected.max()) > 0:
+            return None
+        diff = l1 - l2
+        diff *= diff
+        local = prior_smooth(diff, stats.resolution_voxels, workers=self.workers, backend=self.backend)
+        del diff
+        v = resample_linear(expected, self.shape)
+        inside = v > np.float32(0.05) * v.max()
+        ratio = local / np.maximum(v, np.float32(1e-30))
+        del local, v
+        ref = float(np.median(ratio[inside])) if inside.any() else 0.0
+        if not ref > 0:
+            return None
+        ratio *= np.float32(1.0 / (_CONSISTENCY_Z2 * ref))
+        np.maximum(ratio, np.float32(1.0), out=ratio)
+        np.divide(np.float32(1.0), ratio, out=ratio)
+        ratio[~inside] = 1.0  # no signal expected: nothing to judge
+        return np.asarray(ratio, dtype=np.float32)
 
     @staticmethod
     def _changes(i: int, b: int, stats: DenoiseStatistics, gains: list[list[_Vol | None]]) -> bool:

@@ -260,6 +260,9 @@ class DenoiseParams:
         window's mean (never exactly 0: the prior only reweights what the data support).
     positivity, solvent_flattening, connectivity : bool
         The real-space priors (:mod:`locband.engine.priors`).
+    consistency : bool
+        The average (only it sees both halves' voxels) is down-weighted where the halves
+        differ beyond their noise (a feature in one half only).
     molecular_volume_voxels : float or None
         Expected molecular volume; sets the solvent boundary when given.
     envelope_sigma_voxels : float or None
@@ -283,6 +286,7 @@ class DenoiseParams:
     positivity: bool = True
     solvent_flattening: bool = True
     connectivity: bool = True
+    consistency: bool = True
     molecular_volume_voxels: float | None = None
     envelope_sigma_voxels: float | None = None
     sharpen: str = "local"

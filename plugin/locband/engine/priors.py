@@ -122,27 +122,44 @@ def envelope_from_map(smoothed: npt.NDArray[np.float32], spec: EnvelopeSpec, *,
     Returns
     -------
     (nz, ny, nx) ndarray of float32
-        1 inside, 0 in the solvent, with a soft edge about ``sigma_voxels / 2`` wide outside
-        the thresholded core.
+        1 in the core, 0 in the solvent, with a soft edge outside the core.
 
     Notes
     -----
     Core: ``smoothed > level + z * noise_sd`` (``level`` the median, i.e. the solvent level of
     a box that is mostly solvent), or the ``volume_voxels`` highest voxels when a volume is
-    given. The edge is the core blurred by ``sigma_voxels / 2`` and doubled, clipped to 1, so
-    the core itself stays 1.
+    given. The edge is ``(smoothed - level) / (threshold - level)`` clipped to [0, 1]: it
+    follows the smoothed map down to the solvent level. With ``connectivity`` the edge is
+    kept only near the remaining core (within about ``sigma_voxels / 2``), so dropped islands
+    leave no halo.
     """
+    level = float(np.median(smoothed))
     if spec.volume_voxels is not None:
         n = int(np.clip(round(spec.volume_voxels), 1, smoothed.size))
         threshold = float(np.partition(smoothed.ravel(), smoothed.size - n)[smoothed.size - n])
         core = smoothed >= threshold
     else:
-        core = smoothed > np.float32(np.median(smoothed) + spec.z * spec.noise_sd)
+        threshold = level + spec.z * spec.noise_sd
+        core = smoothed > np.float32(threshold)
     if connectivity:
         core = _drop_small_islands(core, min_blob_fraction)
-    soft = gaussian_smooth(core.astype(np.float32), spec.sigma_voxels / 2, workers=workers, backend=backend)
-    soft *= np.float32(2.0)
-    return np.clip(soft, 0.0, 1.0)
+    # soft edge from the smoothed map itself: 1 in the core, falling linearly to 0 at the solvent
+    # level just outside it (the smoothing sets its width); removed islands stay 0
+    span = threshold - level
+    soft = (smoothed - np.float32(level)) * np.float32(1.0 / span) if span > 0 else core.astype(np.float32)
+    np.clip(soft, 0.0, 1.0, out=soft)
+    soft[core] = 1.0
+    if connectivity:
+        near = gaussian_smooth(core[::2, ::2, ::2].astype(np.float32), spec.sigma_voxels / 2, workers=workers,
+                               backend=backend) > np.float32(0.05)
+        soft *= _upsample_mask(near, core.shape)
+    return np.asarray(soft, dtype=np.float32)
+
+
+def _upsample_mask(coarse: npt.NDArray[np.bool_], shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    """A mask on a ``[::2]`` subsampled grid back on the full grid (nearest sample)."""
+    idx = np.ix_(*[np.minimum(np.arange(n) // 2, c - 1) for n, c in zip(shape, coarse.shape, strict=True)])
+    return np.asarray(coarse[idx])
 
 
 def _drop_small_islands(core: npt.NDArray[np.bool_], fraction: float) -> npt.NDArray[np.bool_]:
@@ -179,13 +196,13 @@ def remove_isolated_blobs(density: npt.NDArray[np.float32], *, threshold: float,
     Returns
     -------
     (nz, ny, nx) ndarray of float32
-        A new array; the removed blobs (with their surroundings down to 0) are 0, softly.
+        A new array; the voxels of removed blobs (above the threshold) are 0.
 
     Notes
     -----
     "Near" is measured by blurring the main density's support with a Gaussian of
-    ``distance_voxels`` and keeping what it reaches at 1 % of its peak; a removed blob's
-    support is blurred by one voxel before it is cut out, so no hard edge is left.
+    ``distance_voxels`` and keeping what it reaches at 1 % of its peak (on a grid subsampled
+    by 2).
     """
     above = density > np.float32(threshold)
     labels, n = ndimage.label(above, structure=_CONNECT)
@@ -196,16 +213,16 @@ def remove_isolated_blobs(density: npt.NDArray[np.float32], *, threshold: float,
     big = sizes >= min_voxels
     if not big[1:].any():  # nothing qualifies as main density: keep the largest blob as such
         big[int(np.argmax(sizes))] = True
-    near = gaussian_smooth(big[labels].astype(np.float32), max(distance_voxels, 0.5), workers=workers,
-                           backend=backend) > np.float32(0.01)
-    small = ~big[labels] & above
+    main = big[labels]
+    # "near" on a grid subsampled by 2 (a quarter of the distance in its voxels is plenty for a
+    # 1 % contour of a Gaussian of the whole distance; 8 times cheaper than the full grid)
+    near = _upsample_mask(gaussian_smooth(main[::2, ::2, ::2].astype(np.float32), max(distance_voxels, 1.0) / 2,
+                                          workers=workers, backend=backend) > np.float32(0.01), density.shape)
+    small = ~main & above
     near_ids = np.unique(labels[small & near])
     drop = small & ~np.isin(labels, near_ids)
     out = density.copy()
-    if drop.any():
-        cut = np.clip(gaussian_smooth(drop.astype(np.float32), 1.0, workers=workers, backend=backend)
-                      * np.float32(2.0), 0.0, 1.0)
-        out *= np.float32(1.0) - cut
+    out[drop] = 0.0
     return out
 
 
