@@ -231,27 +231,26 @@ def probe_blob(box: int, workers: int) -> None:
     c = box / 2
     spots = {"solvent": (c, c, c + 0.8 * c), "inside the particle": (c, c + 0.3 * c, c)}
     print("  (c) a blob (Gaussian, sigma 2 voxels, peak 3 noise SDs) in half 2 only, and a control blob in both "
-          "halves elsewhere: fraction of the blob's amplitude in each output (regression on the blob's profile)")
+          "halves elsewhere: fraction of the blob's amplitude in each output (regression on the blob's profile; "
+          "no mask: a user's mask flattens anything outside it, real or not)")
     for where, centre in spots.items():
         other = (c, c - 0.3 * c, c) if where != "solvent" else (c, c, c - 0.8 * c)
         one = 3.0 * _blob(pair.truth.shape, centre, 2.0)
         both = 3.0 * _blob(pair.truth.shape, other, 2.0)
         h1 = pair.half1 + both
         h2 = pair.half2 + both + one
-        lin = local_filter(h1, h2, pixel_size_angstrom=PIXEL, mask=pair.mask, workers=workers)
-        dn = denoise(h1, h2, pixel_size_angstrom=PIXEL, mask=pair.mask, workers=workers)
+        lin = local_filter(h1, h2, pixel_size_angstrom=PIXEL, workers=workers)
+        dn = denoise(h1, h2, pixel_size_angstrom=PIXEL, workers=workers)
 
         def frac(vol: np.ndarray, profile: np.ndarray, base: np.ndarray) -> float:
             # the part of the output that the blob added: regress (output - output without blob) on it
             sel = profile > 0.05 * profile.max()
             return float(np.sum((vol - base)[sel] * profile[sel]) / np.sum(profile[sel] ** 2))
 
-        lin0 = local_filter(pair.half1 + both, pair.half2 + both, pixel_size_angstrom=PIXEL, mask=pair.mask,
-                            workers=workers)
-        dn0 = denoise(pair.half1 + both, pair.half2 + both, pixel_size_angstrom=PIXEL, mask=pair.mask,
-                      workers=workers)
-        ctrl_lin0 = local_filter(pair.half1, pair.half2, pixel_size_angstrom=PIXEL, mask=pair.mask, workers=workers)
-        ctrl_dn0 = denoise(pair.half1, pair.half2, pixel_size_angstrom=PIXEL, mask=pair.mask, workers=workers)
+        lin0 = local_filter(pair.half1 + both, pair.half2 + both, pixel_size_angstrom=PIXEL, workers=workers)
+        dn0 = denoise(pair.half1 + both, pair.half2 + both, pixel_size_angstrom=PIXEL, workers=workers)
+        ctrl_lin0 = local_filter(pair.half1, pair.half2, pixel_size_angstrom=PIXEL, workers=workers)
+        ctrl_dn0 = denoise(pair.half1, pair.half2, pixel_size_angstrom=PIXEL, workers=workers)
         print(f"      blob {where}: one half -> full: linear {frac(lin.full, one, lin0.full):+.3f}, denoise "
               f"{frac(dn.full, one, dn0.full):+.3f}; processed half 1: denoise {frac(dn.half1, one, dn0.half1):+.3f}; "
               f"control in both halves -> full: linear {frac(lin0.full, both, ctrl_lin0.full):+.3f}, denoise "

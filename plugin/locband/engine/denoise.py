@@ -9,34 +9,46 @@ use it as a refinement reference.
 Method (all bands as in :mod:`locband.engine.local`, one voxel grid, cycles/voxel):
 
 1. **Statistics and linear start.** Per band ``b`` the local signal power ``S`` and noise
-   power ``N`` of one half (:meth:`LocalFilter._band_stats`, from both halves) give the linear
-   filter's halves and average: ``M0 = sum_b w0 v_b`` with ``w0 = S / (S + nu)`` (``nu = N``
-   for a half, ``N / 2`` for the average).
-2. **Priors in real space** (:mod:`locband.engine.priors`): positivity against the solvent
-   level, a flat solvent outside an envelope (the user's mask, or found from the map itself,
-   sized by the molecular mass when given), and no small isolated blobs. They turn the current
-   map into a non-negative prior density ``rho``.
+   power ``N`` of one half (:meth:`LocalFilter._band_stats`, from both halves) give exactly
+   ``locband filter``'s halves and average, ``M0 = sum_b q v_b`` with ``q = S / (S + nu)``
+   (``nu = N`` for a half, ``N / 2`` for the average): ``q`` is the band's local half-map FSC.
+2. **Priors in real space** (:mod:`locband.engine.priors`), on each map: positivity against
+   the solvent level, a flat solvent outside an envelope (the user's mask, or found from the
+   map's own raw data smoothed to 20 Å, sized by the molecular mass when given), and no
+   small isolated blobs. They turn the map into a non-negative prior density ``rho``.
 3. **Back to the bands: local significance weighting.** Within a band's statistics window the
    signal power is known (``S``) but not where it lies. The prior predicts it lies where the
-   density is: per voxel ``S_x = S m``, ``m = (rho^g + f)/(<rho^g>_w + f)`` (``<>_w`` the band's
-   window mean, ``g = significance_power``, ``f`` a floor), so the window keeps its total signal
-   power. Each voxel's band value is weighted by how certain it is to be signal,
-   ``w = S_x / (S_x + nu)``. The prior is trusted only where the data say little: with the
-   local half-map FSC ``q = S / (S + nu)``, ``S_x = S (1 + (1 - q)(m - 1))``: where the band is
-   certain (``q`` near 1) the weight is the data's own, where it is uncertain the prior decides
-   which voxels carry signal. Where the data have no signal (``S = 0``) nothing can be added:
-   the weights only redistribute what the data support. Steps 2-3 repeat ``cycles`` times.
+   density is: ``m = (rho^g + f)/(<rho^g>_w + f)`` (``<>_w`` the band's window mean,
+   ``g = significance_power``, ``f`` a floor), so the window keeps its signal power. The prior
+   is trusted only where the data say little: ``S_x = S (1 + (1 - q)(m - 1))``, and each
+   voxel's band value gets the weight ``S_x / (S_x + nu)``, how certain it is to be signal.
+   Where the data have no signal (``S = 0``) nothing can be added: the weights redistribute
+   what the data support. Three guards keep it so:
+
+   * a band whose weights never reach ``_SKIP`` keeps its linear weights;
+   * the non-linear weights of a band never pass more noise power than its linear ones
+     (``sum w^2 N <= sum q^2 N``, rescaled otherwise);
+   * a weighted band is kept near its own frequencies (:class:`_Limits`): nothing below the
+     previous band's centre (a weight that follows the values would rectify them into low
+     frequencies), and above its own centre only as far as the next band is significant.
+
+   Steps 2-3 repeat ``cycles`` times (one by default: a second one measured no better).
 4. **Local sharpening** (:mod:`locband.engine.sharpen`) in the last cycle: each band's weight
    is multiplied by the gain that undoes the local fall-off, only where the band is significant.
+5. **Flat solvent**: outside the envelope (widened and softened) each final map is set to its
+   solvent level.
+6. **Half-map consistency** (the average only): where the linear halves differ beyond the noise
+   the statistics predict (a feature in one half only), the average is pulled to its solvent
+   level.
 
-**Honest validation.** Half ``i`` is processed from its own voxel values and the local
-statistics only (signal and noise powers, which use both halves), and its envelope comes from
-its own raw map. Its agreement with the *raw* other half, shell by shell, then measures what
-the processing added: with independent noise, ``FSC(processed 1, raw 2)`` is proportional to
-the correlation of processed half 1 with the truth in that shell. Both directions are
-returned, next to the raw half-map FSC and the same curves for the linear filter's halves.
-The statistics window couples the halves weakly (``1/sqrt(n_eff)``); the benchmark prints
-how much this inflates the curves.
+**Honest validation.** Everything taken from both halves together is statistics
+(:class:`DenoiseStatistics`); half ``i`` is processed from its own voxel values and those
+statistics only, and its envelope comes from its own raw map. Its agreement with the *raw*
+other half, shell by shell, then measures what the processing added: with independent
+noise, ``FSC(processed 1, raw 2)`` is ``FSC(processed 1, truth) FSC(truth, raw 2)``. Both
+directions are returned, next to the raw half-map FSC and the same curves for the linear
+filter's halves. The statistics window couples the halves weakly (``1/sqrt(n_eff)``);
+``integration/benchmarks/bench_denoise.py`` prints how much this inflates the curves.
 """
 
 from __future__ import annotations
@@ -77,7 +89,8 @@ _SHARPEN_FROM_ANGSTROM = 10.0  # default start of local sharpening (as RELION's 
 _ENVELOPE_Z = 3.0  # solvent boundary: smoothed map this many noise SDs above the solvent level
 _BLOB_Z = 3.0  # blobs: connected density this many residual-noise SDs above the solvent level
 _SKIP = 0.02  # a band whose linear weight stays below this everywhere keeps its linear weights
-_CONSISTENCY_Z2 = 3.0  # the average is trusted where the halves' local chi-square stays below this
+_CONSISTENCY_Z2 = 10.0  # the average is trusted where the halves' local chi-square stays below this
+_CONSISTENCY_MIN_SIGMA = 1.5  # voxels: the consistency test's smallest smoothing
 _FULL_SPREAD = 0.5  # a band may spread fully into the next one when that holds this signal fraction
 
 
@@ -626,15 +639,14 @@ class Denoiser:
         for i in range(3):
             prior = None
             spec = f1 if i == 0 else f2 if i == 1 else f1 + f2
+            # the average's spectrum is twice the mean's: its smoothed map is scaled back, its
+            # noise is half a half's
+            env = self._envelope(spec * np.float32(0.5) if i == 2 else spec,
+                                 stats.envelope_noise_variance / (2.0 if i == 2 else 1.0))
+            if env is not None and i == 2:
+                env_volume = float(np.count_nonzero(env > 0.5))
             if par.significance:
-                # the average's spectrum is twice the mean's: its smoothed map is scaled back,
-                # its noise is half a half's
-                env = self._envelope(spec * np.float32(0.5) if i == 2 else spec,
-                                     stats.envelope_noise_variance / (2.0 if i == 2 else 1.0))
-                if env is not None and i == 2:
-                    env_volume = float(np.count_nonzero(env > 0.5))
                 prior = self._prior(maps[i], env, stats.residual_variance[i], stats.resolution_voxels)
-                del env
             acc = _Accumulator(self.shape, limits, workers=self.workers, backend=self.backend)
             for b in range(1, lay.n_bands):
                 if self._changes(i, b, stats, gains):
@@ -644,8 +656,28 @@ class Denoiser:
             new = acc.finish()
             del acc
             new += base[i]
+            if final and env is not None:
+                new = self._flatten(new, env)
+            del env
             out.append(new)
         return out, env_volume
+
+    def _flatten(self, vol: _Vol, envelope: _Vol) -> _Vol:
+        """The solvent of one final map flat at its level, outside a widened envelope.
+
+        The envelope is widened and softened (blurred by its own smoothing and doubled) before
+        use: a tight edge would cut the tails of surface density, and its sharpness would leak
+        low-resolution power into high shells.
+        """
+        level = np.float32(solvent_level(vol, envelope))
+        soft = prior_smooth(envelope, float(self.params.envelope_sigma_voxels or 1.0), workers=self.workers,
+                            backend=self.backend)
+        soft *= np.float32(2.0)
+        np.clip(soft, 0.0, 1.0, out=soft)
+        vol -= level
+        vol *= soft
+        vol += level
+        return vol
 
     def _consistency(self, l1: _Vol, l2: _Vol, stats: DenoiseStatistics) -> _Vol | None:
         """Where the two halves agree (1) or disagree beyond their noise (down to 0), for the average.
@@ -666,7 +698,11 @@ class Denoiser:
             return None
         diff = l1 - l2
         diff *= diff
-        local = prior_smooth(diff, stats.resolution_voxels, workers=self.workers, backend=self.backend)
+        # smoothed over half the best local resolution: a feature as small as the map resolves
+        # is not diluted (the global resolution of an unmasked map is far coarser)
+        best = float(np.percentile(stats.local_frequency, 99))
+        sigma = max(_CONSISTENCY_MIN_SIGMA, 0.5 / max(best, 1e-6))
+        local = prior_smooth(diff, sigma, workers=self.workers, backend=self.backend)
         del diff
         v = resample_linear(expected, self.shape)
         inside = v > np.float32(0.05) * v.max()

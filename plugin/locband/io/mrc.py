@@ -243,7 +243,8 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
     origin : tuple of float
         Header origin (x, y, z) in Å.
     labels : tuple of str
-        Header labels (at most 10, printable ASCII, at most 80 characters each).
+        Header labels after mrcfile's own "Created by" label (at most 9, printable ASCII, at
+        most 80 characters each).
 
     Returns
     -------
@@ -253,10 +254,10 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
     Raises
     ------
     ValueError
-        More than 10 labels, or a label that is not printable ASCII of at most 80 characters.
+        More than 9 labels, or a label that is not printable ASCII of at most 80 characters.
     """
-    if len(labels) > 10 or any(len(t) > 80 or not t.isascii() or not t.isprintable() for t in labels):
-        raise ValueError(f"MRC labels must be at most 10 printable ASCII strings of <= 80 characters, got {labels!r}")
+    if len(labels) > 9 or any(len(t) > 80 or not t.isascii() or not t.isprintable() for t in labels):
+        raise ValueError(f"MRC labels must be at most 9 printable ASCII strings of <= 80 characters, got {labels!r}")
     target = Path(path)
     arr = np.ascontiguousarray(data, dtype=np.float32)
     with atomic_path(target) as tmp:
