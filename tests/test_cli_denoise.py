@@ -71,6 +71,7 @@ def test_denoise_writes_every_output_labelled_for_interpretation(maps, tmp_path)
     (["--no-solvent-flattening"], "solvent_flattening", False),
     (["--no-connectivity"], "connectivity", False),
     (["--linear-weights"], "significance", False),
+    (["--no-consistency"], "consistency", False),
     (["--cycles", "2"], "cycles", 2),
     (["--sharpen-from", "7"], "sharpen_from", PX / 7),
 ])
@@ -141,3 +142,19 @@ def test_one_line_for_a_host(maps, tmp_path):
     assert summary["cross_validation"]["masked"] is None  # no mask, no masked curves
     full = read_map(tmp_path / "h" / "denoised.mrc")
     assert full.data.shape == (32, 32, 32) and full.pixel_size_angstrom == pytest.approx(PX, rel=1e-5)
+
+
+def test_report_draws_the_cross_validation_curves(maps, tmp_path):
+    from locband.report import render_report
+
+    summary = denoise_files(maps / "h1.mrc", maps / "h2.mrc", mask_path=maps / "mask.mrc", out_dir=tmp_path / "r",
+                            report=False)
+    vol = read_map(tmp_path / "r" / "denoised.mrc").data
+    fig = render_report(summary=summary, raw=None, filtered=vol, local_resolution=vol, mask=None)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    # the raw FSC (unmasked, masked) and the two cross-validation curves (masked: a mask was given)
+    assert "denoised half vs raw other half (masked)" in labels
+    assert "linear filter half vs raw other half (masked)" in labels
+    assert any(label.startswith("masked:") for label in labels)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "denoised, xy (central z)" in titles  # the map is called what it is

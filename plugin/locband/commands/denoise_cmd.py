@@ -58,8 +58,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-positivity", action="store_true", help="do not assume density above the solvent level")
     g.add_argument("--no-solvent-flattening", action="store_true", help="do not assume a flat solvent")
     g.add_argument("--no-connectivity", action="store_true", help="keep small isolated blobs")
+    g.add_argument("--no-consistency", action="store_true",
+                   help="keep what only one half shows (default: the average is not trusted where the halves "
+                        "differ beyond their noise)")
     g.add_argument("--linear-weights", action="store_true",
-                   help="no significance weighting: the linear filter's weights (the priors then have no effect)")
+                   help="no significance weighting: the linear filter's weights (the priors then act only "
+                        "through the flat solvent)")
     g.add_argument("--cycles", type=int, default=1, metavar="N",
                    help="density-modification cycles (default 1; more measured no better, see the README)")
     f = parser.add_argument_group("bands and statistics (as for `locband filter`)")
@@ -93,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                         noise_threshold=args.noise_threshold, criterion=args.criterion)
     settings = {"filter": filt, "cycles": args.cycles, "positivity": not args.no_positivity,
                 "solvent_flattening": not args.no_solvent_flattening, "connectivity": not args.no_connectivity,
-                "significance": not args.linear_weights, "sharpen_from_angstrom": args.sharpen_from}
+                "significance": not args.linear_weights, "consistency": not args.no_consistency,
+                "sharpen_from_angstrom": args.sharpen_from}
     summary = denoise_files(Path(args.half1), Path(args.half2), mask_path=Path(args.mask) if args.mask else None,
                             out_dir=Path(args.out_dir), pixel_size_angstrom=args.pixel_size,
                             molecular_mass_kda=args.molecular_mass_kda, bfactor_angstrom2=args.bfactor,
