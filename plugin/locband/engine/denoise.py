@@ -132,30 +132,25 @@ class _Limits:
 
     Band ``b`` keeps only frequencies above the previous centre; between its own centre and
     the next one its content is scaled by ``upper[b]``; beyond the next centre it is cut.
-    Made once per cycle and shared by the three maps; kept for grids of at most a quarter of
-    the box (memory), remade for larger ones.
+    Applied in place on the band's spectrum, from the (cached) frequencies of its grid.
     """
 
     def __init__(self, shape: tuple[int, ...], layout: BandLayout, upper: list[float]) -> None:
         self.shape, self.layout, self.upper = shape, layout, upper
-        self._cache: dict[int, _Vol] = {}
 
-    def __call__(self, b: int) -> _Vol:
-        """The factor for band ``b``'s weighted spectrum, on the band's grid."""
-        if b in self._cache:
-            return self._cache[b]
+    def apply(self, b: int, spec: npt.NDArray[np.complex64]) -> None:
+        """Limit band ``b``'s weighted spectrum (on the band's grid) in place."""
         c = self.layout.centres
-        grid = self.layout.grid_shapes[b]
-        s2 = frequency_squared(grid, tuple(1.0 / n for n in self.shape))
-        out = np.ones(s2.shape, np.float32)
+        s2 = frequency_squared(self.layout.grid_shapes[b], tuple(1.0 / n for n in self.shape))
         if b > 0:
-            out[s2 <= np.float32(c[b - 1]) ** 2] = 0.0
+            spec[s2 <= np.float32(c[b - 1]) ** 2] = 0
         if b + 1 < len(c):
-            out[(s2 > np.float32(c[b]) ** 2) & (s2 < np.float32(c[b + 1]) ** 2)] = np.float32(self.upper[b])
-            out[s2 >= np.float32(c[b + 1]) ** 2] = 0.0
-        if 4 * int(np.prod(grid)) <= int(np.prod(self.shape)):
-            self._cache[b] = out
-        return out
+            hi = s2 >= np.float32(c[b + 1]) ** 2
+            if self.upper[b] < 1.0:
+                mid = s2 > np.float32(c[b]) ** 2
+                mid &= ~hi
+                spec[mid] *= np.float32(self.upper[b])
+            spec[hi] = 0
 
 
 class _Accumulator:
@@ -178,7 +173,7 @@ class _Accumulator:
         grid = part.shape
         spec = _fft.rfftn(part, workers=self.workers, backend=self.backend)
         del part
-        spec *= self.limits(b)
+        self.limits.apply(b, spec)
         if grid == self.shape:
             self.spectrum += spec
         else:
