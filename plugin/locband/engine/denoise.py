@@ -35,11 +35,11 @@ Method (all bands as in :mod:`locband.engine.local`, one voxel grid, cycles/voxe
    Steps 2-3 repeat ``cycles`` times (one by default: a second one measured no better).
 4. **Local sharpening** (:mod:`locband.engine.sharpen`) in the last cycle: each band's weight
    is multiplied by the gain that undoes the local fall-off, only where the band is significant.
-5. **Flat solvent**: outside the envelope (widened and softened) each final map is set to its
-   solvent level.
-6. **Half-map consistency** (the average only): where the linear halves differ beyond the noise
+5. **Half-map consistency** (the average only): where the linear halves differ beyond the noise
    the statistics predict (a feature in one half only), the average is pulled to its solvent
    level.
+6. **Flat solvent**: outside the envelope (widened and softened) each final map is set to its
+   solvent level.
 
 **Honest validation.** Everything taken from both halves together is statistics
 (:class:`DenoiseStatistics`); half ``i`` is processed from its own voxel values and those
@@ -388,15 +388,6 @@ class Denoiser:
                                            report=_scaled(report, 0.4 + 0.5 * k / par.cycles, 0.5 / par.cycles))
             timings[f"cycle_{k + 1}"] = time.perf_counter() - t2
 
-        if par.consistency:
-            agree = self._consistency(base[0], base[1], stats)
-            if agree is not None:  # the average, relative to its solvent level, where the halves agree
-                level = np.float32(solvent_level(maps[2], None))
-                maps[2] -= level
-                maps[2] *= agree
-                maps[2] += level
-                del agree
-
         t3 = time.perf_counter()
         report(0.92, "cross-validation")
         raw_masked = self._masked_spectra(f1, f2)
@@ -661,6 +652,8 @@ class Denoiser:
             new = acc.finish()
             del acc
             new += base[i]
+            if final and i == 2 and par.consistency:
+                new = self._agree(new, base, env, stats)
             if final and env is not None:
                 new = self._flatten(new, env)
             del env
@@ -691,6 +684,17 @@ class Denoiser:
         np.clip(soft, 0.0, 1.0, out=soft)
         vol -= level
         vol *= soft
+        vol += level
+        return vol
+
+    def _agree(self, vol: _Vol, base: list[_Vol], envelope: _Vol | None, stats: DenoiseStatistics) -> _Vol:
+        """The average pulled to its solvent level where the halves disagree (see :meth:`_consistency`)."""
+        agree = self._consistency(base[0], base[1], stats)
+        if agree is None:
+            return vol
+        level = np.float32(solvent_level(vol, envelope))
+        vol -= level
+        vol *= agree
         vol += level
         return vol
 
