@@ -7,8 +7,10 @@ script) can make an interpretation map in one line::
     summary = denoise_files(Path("h1.mrc"), Path("h2.mrc"), mask_path=None, out_dir=Path("out"))
 
 The maps written here are non-linear: for interpretation only, never averaged again or used as
-refinement references (their MRC labels say so). The inputs are read and checked exactly as
-for ``locband filter`` (:func:`locband.pipeline.load_inputs`).
+refinement references (their MRC labels say so). Inputs and outputs are handled exactly as for
+``locband filter``: the inputs read and checked by :func:`locband.pipeline.load_inputs`, the
+outputs (maps, ``summary.json``, the report) one :class:`~locband.io.outputs.OutputSet`,
+checked against the inputs before any work and committed all-or-nothing.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ import numpy.typing as npt
 from locband import __version__
 from locband.engine.denoise import Denoiser
 from locband.engine.params import DenoiseParams, DenoiseResult, FSCCurve
-from locband.engine.units import cycles_to_angstrom
-from locband.io.atomic import ensure_output_dir
+from locband.engine.units import fsc_resolution_angstrom
 from locband.io.mrc import read_map, write_map
-from locband.io.outputs import OutputSet
+from locband.io.outputs import OutputSet, Writer
 from locband.io.summary import write_json
 
-__all__ = ["OUTPUT_NAMES", "USE_NOTE", "denoise_files", "summarise_denoise"]
+__all__ = ["OUTPUT_NAMES", "USE_NOTE", "denoise_files", "plan_outputs", "summarise_denoise"]
 
 #: output file names inside the output folder
 OUTPUT_NAMES = {
@@ -86,9 +87,10 @@ def summarise_denoise(result: DenoiseResult, *, inputs: dict[str, str | None], t
                       physical: dict[str, float | str | None]) -> dict[str, Any]:
     """The JSON summary of one ``locband denoise`` run."""
     px = result.pixel_size_angstrom
-
-    def crossing(curve: FSCCurve | None, thr: float) -> float | None:
-        return None if curve is None else float(cycles_to_angstrom(curve.crossing(thr), pixel_size_angstrom=px))
+    curves = {"unmasked": result.fsc_unmasked, "masked": result.fsc_masked}
+    # as locband filter's summary: None where not reached, the status says crossing or bound
+    fsc_res = {thr: {k: (None, None) if c is None else fsc_resolution_angstrom(c, thr, pixel_size_angstrom=px)
+                     for k, c in curves.items()} for thr in (0.143, 0.5)}
 
     sel = result.local_resolution_angstrom[mask > 0.5] if mask is not None else result.local_resolution_angstrom
     sel = sel if sel.size else result.local_resolution_angstrom
@@ -107,10 +109,10 @@ def summarise_denoise(result: DenoiseResult, *, inputs: dict[str, str | None], t
         "bands": result.bands.to_dict(),
         "fsc": {"unmasked": result.fsc_unmasked.to_dict(),
                 "masked": None if result.fsc_masked is None else result.fsc_masked.to_dict()},
-        "fsc_0143_angstrom": {"unmasked": crossing(result.fsc_unmasked, 0.143),
-                              "masked": crossing(result.fsc_masked, 0.143)},
-        "fsc_05_angstrom": {"unmasked": crossing(result.fsc_unmasked, 0.5),
-                            "masked": crossing(result.fsc_masked, 0.5)},
+        "fsc_0143_angstrom": {k: v for k, (v, _) in fsc_res[0.143].items()},
+        "fsc_05_angstrom": {k: v for k, (v, _) in fsc_res[0.5].items()},
+        "fsc_crossing": {key: {k: status for k, (_, status) in fsc_res[thr].items()}
+                         for key, thr in (("0143", 0.143), ("05", 0.5))},
         "cross_validation": _cross_validation(result),
         "local_resolution_angstrom": {**pct, "within": "mask > 0.5" if mask is not None else "whole box",
                                       "criterion": result.params.filter.criterion},
@@ -120,22 +122,44 @@ def summarise_denoise(result: DenoiseResult, *, inputs: dict[str, str | None], t
     }
 
 
-def _write(result: DenoiseResult, out_dir: Path, summary: dict[str, Any],
-           origin: tuple[float, float, float]) -> dict[str, Path]:
-    """Write the maps and the summary all-or-nothing; returns output kind -> path."""
-    outs = OutputSet(out_dir)
+def plan_outputs(out_dir: Path, *, half1: Path, half2: Path, mask: Path | None) -> OutputSet:
+    """The output set of one ``locband denoise`` run, checked before any work (as for ``locband filter``).
+
+    Raises
+    ------
+    OutputFileError
+        An output would overwrite an input, a folder holds an output name, or the output folder
+        cannot be written.
+    """
+    from locband.report import REPORT_NAMES
+
+    outs = OutputSet(out_dir, inputs={"half-map 1": half1, "half-map 2": half2, "mask": mask},
+                     owned=[*OUTPUT_NAMES.values(), *REPORT_NAMES.values()])
+    outs.check()
+    return outs
+
+
+def _write(result: DenoiseResult, outs: OutputSet, summary: dict[str, Any], origin: tuple[float, float, float],
+           report: Callable[[dict[str, Any]], dict[str, Writer]] | None) -> dict[str, Path]:
+    """Write the maps, the summary and the report as one set; returns output kind -> path."""
     paths: dict[str, Path] = {}
     px = result.pixel_size_angstrom
 
-    def writer(vol: npt.NDArray[np.float32], labels: tuple[str, ...]) -> Callable[[Path], object]:
+    def writer(vol: npt.NDArray[np.float32], labels: tuple[str, ...]) -> Writer:
         return lambda p: write_map(p, vol, pixel_size_angstrom=px, origin=origin, labels=labels)
 
     for key, vol in (("full", result.full), ("half1", result.half1), ("half2", result.half2),
                      ("local_resolution", result.local_resolution_angstrom)):
         paths[key] = outs.add(OUTPUT_NAMES[key], writer(vol, _LABELS[key]))
-    summary["outputs"] = {k: str(v) for k, v in paths.items()}
-    summary["outputs"]["summary"] = str(out_dir / OUTPUT_NAMES["summary"])
     paths["summary"] = outs.add(OUTPUT_NAMES["summary"], lambda p: write_json(p, summary))
+    summary["run_id"] = outs.run_id
+    summary["outputs"] = {k: str(v) for k, v in paths.items()}
+    if report is not None:
+        from locband.report import REPORT_NAMES
+
+        summary["outputs"].update({f"report_{k}": str(outs.out_dir / v) for k, v in REPORT_NAMES.items()})
+        for name, w in report(summary).items():
+            outs.add(name, w)
     outs.commit()
     return paths
 
@@ -184,24 +208,26 @@ def denoise_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: 
     Raises
     ------
     InputFileError
-        Unreadable or inconsistent inputs, or an unwritable output folder.
+        Unreadable or inconsistent inputs, an output that would overwrite an input, an
+        unwritable output folder, or a write error (the message names the file).
     ValueError
         Bad settings.
     """
-    from locband.pipeline import load_inputs
+    from locband.pipeline import load_inputs, naming_engine_errors
 
     t0 = time.perf_counter()
-    out = ensure_output_dir(out_dir)
+    outs = plan_outputs(out_dir, half1=half1, half2=half2, mask=mask_path)
     m1, m2, mk, px = load_inputs(half1, half2, mask_path, pixel_size_angstrom=pixel_size_angstrom)
     params = DenoiseParams.from_physical(pixel_size_angstrom=px, molecular_mass_kda=molecular_mass_kda,
                                          bfactor_angstrom2=bfactor_angstrom2, sharpen=sharpen, **(settings or {}))
     t_read = time.perf_counter() - t0
     origin = m1.origin
-    den = Denoiser(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data, params=params,
-                   workers=workers, backend=backend)
-    halves = [m1.data, m2.data]  # handed over: the engine drops them once it has their spectra
-    del m1, m2, mk
-    result = den.denoise_owned(halves, progress=progress)
+    with naming_engine_errors(half1, half2):
+        den = Denoiser(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data, params=params,
+                       workers=workers, backend=backend)
+        halves = [m1.data, m2.data]  # handed over: the engine drops them once it has their spectra
+        del m1, m2, mk
+        result = den.denoise_owned(halves, progress=progress)
     t1 = time.perf_counter()
     extra = settings or {}
     physical: dict[str, float | str | None] = {
@@ -212,13 +238,16 @@ def denoise_files(half1: Path, half2: Path, *, mask_path: Path | None, out_dir: 
     summary = summarise_denoise(result, inputs={"half1": str(half1), "half2": str(half2),
                                                 "mask": None if mask_path is None else str(mask_path)},
                                 timings={"read": t_read}, mask=den.mask, physical=physical)
-    _write(result, out, summary, origin)
-    if report:
-        from locband.report import write_report
+
+    def report_files(summary: dict[str, Any]) -> dict[str, Writer]:
+        from locband.report import report_outputs
 
         raw = read_map(half1, what="half-map 1").data
         raw += read_map(half2, what="half-map 2").data
         raw *= np.float32(0.5)
-        write_report(out, summary=summary, raw=raw, result=result, mask=den.mask)
+        return report_outputs(summary=summary, raw=raw, filtered=result.full,
+                              local_resolution=result.local_resolution_angstrom, mask=den.mask)
+
+    _write(result, outs, summary, origin, report_files if report else None)
     summary["timings_seconds"]["write"] = round(time.perf_counter() - t1, 4)
     return summary

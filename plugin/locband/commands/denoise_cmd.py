@@ -83,6 +83,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``locband denoise``."""
     from locband.interpretation import denoise_files
+    from locband.pipeline import fsc_text
 
     t0 = time.perf_counter()
     if args.pixel_size is not None and not args.pixel_size > 0:
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                             backend=args.fft_backend, report=not args.no_report,
                             progress=TerminalProgress(enabled=not args.quiet))
     res = summary["local_resolution_angstrom"]
-    print(f"locband denoise: wrote {args.out_dir} (for interpretation, not for averaging) | FSC=0.143 at "
-          f"{summary['fsc_0143_angstrom']['unmasked']:.2f} Å (unmasked) | local resolution "
-          f"{res['p5']:.2f}-{res['p95']:.2f} Å (5-95 %) | {time.perf_counter() - t0:.1f} s")
+    print(f"locband denoise: wrote {args.out_dir} (for interpretation, not for averaging) | FSC=0.143 "
+          f"{fsc_text(summary)} (unmasked) | local resolution {res['p5']:.2f}-{res['p95']:.2f} Å (5-95 %) | "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0

@@ -64,11 +64,11 @@ import numpy as np
 import numpy.typing as npt
 
 from locband.engine import _fft
-from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume
+from locband.engine._checks import PairScale, check_mask, check_positive, check_same_shape, check_volume, pair_scale
 from locband.engine._grid import crop_indices, frequency_squared, rfft_multiplicity, rfft_shape
 from locband.engine._interp import resample_linear
 from locband.engine.bands import band_weight, gaussian_window
-from locband.engine.fsc import fsc_from_spectra
+from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
 from locband.engine.local import LocalFilter, _Crossing, _Outputs
 from locband.engine.params import BandLayout, DenoiseParams, DenoiseResult, FSCCurve
 from locband.engine.priors import EnvelopeSpec, envelope_from_map, prior_density, solvent_level
@@ -220,6 +220,10 @@ class DenoiseStatistics:
     resolution_voxels : float
         Resolution of the particle in voxels: the median local resolution where there is
         signal (inside the mask when there is one).
+    scale : float
+        The common scale the halves were divided by (as ``locband filter`` does, see
+        :class:`~locband.engine._checks.PairScale`): the statistics are in its units, so maps
+        processed with them are divided by it too (each keeps its own mean).
     """
 
     shape: tuple[int, ...]
@@ -231,6 +235,7 @@ class DenoiseStatistics:
     local_frequency: _Vol
     envelope_noise_variance: float
     resolution_voxels: float
+    scale: float
 
 
 class Denoiser:
@@ -333,12 +338,12 @@ class Denoiser:
         -------
         DenoiseResult
         """
-        f1, f2 = self._spectra(halves)
         if statistics is not None and (statistics.shape != self.shape
                                        or len(statistics.weight) != self.layout.n_bands):
             raise ValueError(f"statistics belong to a box of {statistics.shape} with {len(statistics.weight)} bands, "
                              f"but this Denoiser was planned for {self.shape} with {self.layout.n_bands} bands")
-        return self._run(f1, f2, progress or (lambda fraction, message: None), statistics)
+        f1, f2, norm = self._spectra(halves, None if statistics is None else statistics.scale)
+        return self._run(f1, f2, norm, progress or (lambda fraction, message: None), statistics)
 
     def statistics(self, half1: npt.ArrayLike, half2: npt.ArrayLike) -> DenoiseStatistics:
         """Measure the statistics an interpretation map takes from both halves.
@@ -352,13 +357,20 @@ class Denoiser:
         -------
         DenoiseStatistics
         """
-        f1, f2 = self._spectra([np.asarray(half1), np.asarray(half2)])
-        stats, _ = self._linear_start(f1, f2, lambda fraction, message: None, None, maps=False)
+        f1, f2, norm = self._spectra([np.asarray(half1), np.asarray(half2)])
+        check_independent_halves(fsc_from_spectra(f1, f2, self.shape))
+        stats, _ = self._linear_start(f1, f2, lambda fraction, message: None, None, maps=False, scale=norm.scale)
         return stats
 
     # -- the work -------------------------------------------------------------------------
-    def _spectra(self, halves: list[npt.NDArray[Any]]) -> tuple[npt.NDArray[np.complex64], npt.NDArray[np.complex64]]:
-        """Validate two halves (list emptied) and return their spectra."""
+    def _spectra(self, halves: list[npt.NDArray[Any]], scale: float | None = None
+                 ) -> tuple[npt.NDArray[np.complex64], npt.NDArray[np.complex64], PairScale]:
+        """Validate two halves (list emptied); their mean-free spectra at unit scale, and that scale.
+
+        As ``locband filter``: each half's mean is removed and both are divided by one power of
+        two near their spread (:func:`~locband.engine._checks.pair_scale`), or by ``scale`` when
+        given (the scale of given statistics).
+        """
         if len(halves) != 2:
             raise ValueError(f"halves must hold exactly two half-maps, got {len(halves)}")
         h1, h2 = check_volume(halves[0], name="half1"), check_volume(halves[1], name="half2")
@@ -366,20 +378,25 @@ class Denoiser:
         check_same_shape(h1, h2, names=("half1", "half2"))
         if h1.shape != self.shape:
             raise ValueError(f"half-maps have shape {h1.shape}, but this Denoiser was planned for {self.shape}")
-        f1 = _fft.rfftn(h1, workers=self.workers, backend=self.backend)
+        norm = pair_scale(h1, h2)
+        if scale is not None:
+            norm = PairScale(offsets=norm.offsets, scale=scale)
+        f1 = norm.normalise_spectrum(_fft.rfftn(h1, workers=self.workers, backend=self.backend))
         del h1
-        return f1, _fft.rfftn(h2, workers=self.workers, backend=self.backend)
+        return f1, norm.normalise_spectrum(_fft.rfftn(h2, workers=self.workers, backend=self.backend)), norm
 
-    def _run(self, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64], report: ProgressCallback,
-             statistics: DenoiseStatistics | None) -> DenoiseResult:
+    def _run(self, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64], norm: PairScale,
+             report: ProgressCallback, statistics: DenoiseStatistics | None) -> DenoiseResult:
         t0 = time.perf_counter()
         par = self.params
         timings: dict[str, float] = {}
         fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
+        check_independent_halves(fsc_unmasked)  # identical or anti-correlated halves: as locband filter
         timings["fsc"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        stats, base = self._linear_start(f1, f2, _scaled(report, 0.05, 0.35), statistics, maps=True)
+        stats, base = self._linear_start(f1, f2, _scaled(report, 0.05, 0.35), statistics, maps=True,
+                                         scale=norm.scale)
         timings["statistics"] = time.perf_counter() - t1
         maps, env_volume = base, None
         for k in range(par.cycles):
@@ -396,6 +413,7 @@ class Denoiser:
         del base
         cross = self._cross(maps[0], maps[1], f1, f2, raw_masked)
         del f1, f2, raw_masked
+        norm.restore(maps[0], maps[1], maps[2])  # each half its mean back, the average the mean of both
         floor = np.float32(1.0 / max(self.shape))
         local_freq = np.maximum(resample_linear(stats.local_frequency, self.shape), floor)
         local_res = cycles_to_angstrom(local_freq, pixel_size_angstrom=self.pixel_size_angstrom).astype(np.float32)
@@ -413,14 +431,15 @@ class Denoiser:
 
     def _masked_spectra(self, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64]
                         ) -> tuple[npt.NDArray[np.complex64], npt.NDArray[np.complex64]] | None:
-        """Spectra of the raw halves times the mask (None without a mask)."""
+        """Spectra of the raw halves, solvent level removed, times the mask (None without a mask)."""
         if self.mask is None:
             return None
         out = []
         for f in (f1, f2):
-            vol = _fft.irfftn(f, self.shape, workers=self.workers, backend=self.backend)
-            vol *= self.mask
-            out.append(_fft.rfftn(vol, workers=self.workers, backend=self.backend))
+            vol = masked_for_fsc(_fft.irfftn(f, self.shape, workers=self.workers, backend=self.backend), self.mask)
+            spec = _fft.rfftn(vol, workers=self.workers, backend=self.backend)
+            spec[(0,) * spec.ndim] = 0  # as locband filter's masked FSC: the mean is no signal
+            out.append(spec)
         return out[0], out[1]
 
     def _smoothed(self, spec: npt.NDArray[np.complex64]) -> _Vol:
@@ -465,7 +484,8 @@ class Denoiser:
         return env
 
     def _linear_start(self, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64], report: ProgressCallback,
-                      statistics: DenoiseStatistics | None, *, maps: bool) -> tuple[DenoiseStatistics, list[_Vol]]:
+                      statistics: DenoiseStatistics | None, *, maps: bool, scale: float
+                      ) -> tuple[DenoiseStatistics, list[_Vol]]:
         """The statistics (measured unless given) and the linear filter's three maps.
 
         The linear maps are exactly ``locband filter``'s: per band the half weight
@@ -529,7 +549,7 @@ class Denoiser:
             local_frequency=crossing.frequency,
             # |F1 - F2|^2 / 2 per coefficient is the noise power of one half
             envelope_noise_variance=0.5 * float(power.sum(dtype=np.float64)),
-            resolution_voxels=float(np.clip(res, 2.0, min(self.shape) / 4)))
+            resolution_voxels=float(np.clip(res, 2.0, min(self.shape) / 4)), scale=scale)
         return stats, linear
 
     def _cross(self, p1: _Vol, p2: _Vol, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.complex64],
@@ -541,8 +561,13 @@ class Denoiser:
                     fsc_from_spectra(_fft.rfftn(p2, workers=wk, backend=be), f1, self.shape))
         if masked is None or self.mask is None:
             return unmasked, None
-        return unmasked, (fsc_from_spectra(_fft.rfftn(p1 * self.mask, workers=wk, backend=be), masked[1], self.shape),
-                          fsc_from_spectra(_fft.rfftn(p2 * self.mask, workers=wk, backend=be), masked[0], self.shape))
+        masked_p = []
+        for p in (p1, p2):  # as the raw halves': solvent level removed, the mean is no signal
+            spec = _fft.rfftn(masked_for_fsc(p, self.mask), workers=wk, backend=be)
+            spec[(0,) * spec.ndim] = 0
+            masked_p.append(spec)
+        return unmasked, (fsc_from_spectra(masked_p[0], masked[1], self.shape),
+                          fsc_from_spectra(masked_p[1], masked[0], self.shape))
 
     # -- one density-modification cycle ----------------------------------------------------
     def _prior(self, vol: _Vol, envelope: _Vol | None, residual_var: _Vol, res_vox: float) -> _Prior | None:
