@@ -26,6 +26,7 @@ __all__ = ["main", "SUBCOMMANDS"]
 #: subcommand name -> module under locband.commands
 SUBCOMMANDS: dict[str, str] = {
     "filter": "filter_cmd",
+    "denoise": "denoise_cmd",
     "demo": "demo",
     "report": "report",
     "relion-reconstruct": "relion_reconstruct",
