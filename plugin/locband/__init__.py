@@ -1,4 +1,4 @@
-"""locband: local, band-wise filtering of cryo-EM half-maps for refinement loops."""
+"""locband: local, band-wise filtering of cryo-EM half-maps for refinement loops, and interpretation maps."""
 
 from __future__ import annotations
 
@@ -11,14 +11,20 @@ except PackageNotFoundError:  # running from a source checkout
 
 from locband.engine import (  # noqa: E402
     BandLayout,
+    DenoiseParams,
+    Denoiser,
+    DenoiseResult,
+    DenoiseStatistics,
     FilterParams,
     FilterResult,
     FSCCurve,
     LocalFilter,
+    denoise,
     fsc,
     global_wiener_filter,
     local_filter,
 )
 
-__all__ = ["__version__", "BandLayout", "FilterParams", "FilterResult", "FSCCurve", "LocalFilter",
-           "fsc", "global_wiener_filter", "local_filter"]
+__all__ = ["__version__", "BandLayout", "DenoiseParams", "DenoiseResult", "DenoiseStatistics", "Denoiser",
+           "FilterParams", "FilterResult", "FSCCurve", "LocalFilter", "denoise", "fsc", "global_wiener_filter",
+           "local_filter"]

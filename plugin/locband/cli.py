@@ -35,6 +35,7 @@ __all__ = ["main", "entry_point", "build_parser", "run_guarded", "SUBCOMMANDS"]
 #: subcommand name -> module under locband.commands
 SUBCOMMANDS: dict[str, str] = {
     "filter": "filter_cmd",
+    "denoise": "denoise_cmd",
     "demo": "demo",
     "report": "report",
     "relion-reconstruct": "relion_reconstruct",

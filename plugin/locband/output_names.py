@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from locband.io.relion_nodes import OUTPUT_NODES_NAME
 
-__all__ = ["OutputNames", "REPORT", "FILTER", "RELION_EXTERNAL", "CRYOSPARC_OFFLINE", "MAP_KINDS",
+__all__ = ["OutputNames", "REPORT", "FILTER", "DENOISE", "RELION_EXTERNAL", "CRYOSPARC_OFFLINE", "MAP_KINDS",
            "cryosparc_upload_name"]
 
 
@@ -59,10 +59,21 @@ FILTER = OutputNames({
 #: the RELION External job: the filter's set plus the node file RELION reads
 RELION_EXTERNAL = FILTER.with_files(nodes=OUTPUT_NODES_NAME)
 
+#: ``locband denoise``: the interpretation map, its two halves (cross-validation), local resolution,
+#: summary and report
+DENOISE = OutputNames({
+    "full": "denoised.mrc",
+    "half1": "denoised_half1.mrc",
+    "half2": "denoised_half2.mrc",
+    "local_resolution": "local_resolution.mrc",
+    "summary": "summary.json",
+    **REPORT.files,
+})
+
 #: ``locband cryosparc offline``: the filter's set plus a volume dataset and its group file
 CRYOSPARC_OFFLINE = FILTER.with_files(volume_cs="locband_volume.cs", group_csg="locband_volume.csg")
 
-#: output kind of a map -> attribute of :class:`~locband.engine.params.FilterResult`
+#: output kind of a map -> attribute of :class:`~locband.engine.params.FilterResult` (and ``DenoiseResult``)
 MAP_KINDS = {"full": "full", "half1": "half1", "half2": "half2", "local_resolution": "local_resolution_angstrom"}
 
 

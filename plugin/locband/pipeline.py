@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from locband.engine.local import LocalFilter
-from locband.engine.params import FilterResult, ProgressCallback
+from locband.engine.params import DenoiseResult, FilterResult, ProgressCallback
 from locband.inputs import load_inputs, naming_engine_errors
 from locband.io.mrc import read_map, write_map
 from locband.io.outputs import OutputSet, Writer
@@ -86,20 +86,21 @@ def plan_outputs(out_dir: Path, *, inputs: Mapping[str, Path | None], names: Out
     return outs
 
 
-def _map_writer(volume: npt.NDArray[np.float32], pixel_size_angstrom: float,
-                origin: tuple[float, float, float]) -> Writer:
-    return lambda p: write_map(p, volume, pixel_size_angstrom=pixel_size_angstrom, origin=origin)
+def _map_writer(volume: npt.NDArray[np.float32], pixel_size_angstrom: float, origin: tuple[float, float, float],
+                labels: tuple[str, ...] = ()) -> Writer:
+    return lambda p: write_map(p, volume, pixel_size_angstrom=pixel_size_angstrom, origin=origin, labels=labels)
 
 
-def write_outputs(result: FilterResult, outs: OutputSet, *, summary: dict[str, Any], names: OutputNames = FILTER,
-                  origin: tuple[float, float, float] = (0.0, 0.0, 0.0), report: ReportDrawer | None = None,
-                  extra: Mapping[str, Writer] | None = None) -> dict[str, Path]:
+def write_outputs(result: FilterResult | DenoiseResult, outs: OutputSet, *, summary: dict[str, Any],
+                  names: OutputNames = FILTER, origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                  report: ReportDrawer | None = None, extra: Mapping[str, Writer] | None = None,
+                  labels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, Path]:
     """Write maps, summary, report and ``extra`` files as one set, all-or-nothing; returns kind -> path.
 
     Parameters
     ----------
-    result : FilterResult
-        What the engine returned.
+    result : FilterResult or DenoiseResult
+        What the engine returned (the maps of :data:`~locband.output_names.MAP_KINDS`).
     outs : OutputSet
         The set planned by :func:`plan_outputs`.
     summary : dict
@@ -113,14 +114,17 @@ def write_outputs(result: FilterResult, outs: OutputSet, *, summary: dict[str, A
         the summary is complete; the report joins the set.
     extra : mapping, optional
         More files of the set (a host's node file, a dataset), output kind -> ``writer(tmp_path)``.
+    labels : mapping, optional
+        MRC header labels of a map, by output kind (an interpretation map says what it is for).
     """
     px = result.pixel_size_angstrom
-    paths = {kind: outs.add(names[kind], _map_writer(getattr(result, attr), px, origin))
+    paths = {kind: outs.add(names[kind], _map_writer(getattr(result, attr), px, origin, (labels or {}).get(kind, ())))
              for kind, attr in MAP_KINDS.items()}
-    if result.band_snr is not None:
+    band_snr = getattr(result, "band_snr", None)  # the linear filter's, when asked for
+    if band_snr is not None:
         # an MRC volume stack, one coarse volume per band (centres in summary.json "bands")
-        coarse_px = px * result.full.shape[-1] / result.band_snr.shape[-1]
-        paths["band_snr"] = outs.add(names["band_snr"], _map_writer(result.band_snr, coarse_px, origin))
+        coarse_px = px * result.full.shape[-1] / band_snr.shape[-1]
+        paths["band_snr"] = outs.add(names["band_snr"], _map_writer(band_snr, coarse_px, origin))
     paths["summary"] = outs.add(names["summary"], lambda p: write_json(p, summary))
     later = {kind: outs.out_dir / names[kind] for kind in [*(REPORT if report else ()), *(extra or {})]}
     summary["run_id"] = outs.run_id

@@ -3,7 +3,9 @@
 What a user checks first after a run, at a glance:
 
 * the global FSC of the input halves, unmasked and masked, with 0.143 and 0.5 marked and the
-  resolutions where the curves cross them;
+  resolutions where the curves cross them; for an interpretation map (``locband denoise``) also
+  the cross-validation curves (each processed half against the raw other half, denoised and
+  linear), from ``summary["cross_validation"]``;
 * the histogram of local resolution (voxels with mask > 0.5, or the whole box without a mask);
 * central slices (xy and xz) of the input (mean of the halves), the filtered map and the local
   resolution in colour (blue = finer).
@@ -83,6 +85,7 @@ def _draw_fsc(ax: Any, summary: dict[str, Any]) -> None:
         ax.axhline(thr, color=colour, ls="--", lw=1)
         ax.annotate(f"{thr:g}", xy=(1.0, thr), xycoords=("axes fraction", "data"), xytext=(2, 0),
                     textcoords="offset points", va="center", fontsize=8, color=colour)
+    _draw_cross_validation(ax, summary, px)
     ax.set_xlim(0, 0.5 / px)
     ax.set_ylim(-0.1, 1.05)
     ax.set_xlabel("spatial frequency (1/Å)")
@@ -124,6 +127,24 @@ def local_resolution_histogram(local_resolution: npt.NDArray[np.floating[Any]],
     return _histogram(values, stride)
 
 
+def _draw_cross_validation(ax: Any, summary: dict[str, Any], px: float) -> None:
+    """Processed half vs raw other half (mean of both directions), denoised and linear."""
+    cv = summary.get("cross_validation") or {}
+    which = "masked" if cv.get("masked") else "unmasked"
+    curves = cv.get(which)
+    if not curves:
+        return
+    styles = (("", "tab:green", "-", "denoised"), ("linear_", "tab:gray", "--", "linear filter"))
+    for prefix, colour, ls, text in styles:
+        pair = [curves.get(f"{prefix}{k}") for k in ("half1_vs_raw_half2", "half2_vs_raw_half1")]
+        if not all(pair):
+            continue
+        freq = np.asarray(pair[0]["frequency_cycles_per_voxel"], dtype=float)
+        mean = 0.5 * (np.asarray(pair[0]["fsc"], dtype=float) + np.asarray(pair[1]["fsc"], dtype=float))
+        ax.plot(freq / px, mean, color=colour, ls=ls, lw=1.2,
+                label=f"{text} half vs raw other half ({which})")
+
+
 def _draw_histogram(ax: Any, local_res: npt.NDArray[np.floating[Any]], inside: npt.NDArray[np.bool_],
                     within: str) -> None:
     values, stride = _sample(local_res, inside)
@@ -162,7 +183,8 @@ def render_report(*, summary: dict[str, Any], raw: npt.NDArray[np.floating[Any]]
     inside = inside_mask(mask, local_resolution.shape)
     within = within_text(mask)
     _draw_histogram(fig.add_subplot(gs[0, 2]), local_resolution, inside, within)
-    _draw_slices(fig, gs, raw=raw, filtered=filtered, local_resolution=local_resolution, inside=inside)
+    _draw_slices(fig, gs, raw=raw, filtered=filtered, local_resolution=local_resolution, inside=inside,
+                 map_label=str(summary.get("map_label", "filtered")))
     res = summary.get("local_resolution_angstrom") or {}
     title = (f"locband {summary.get('locband_version', '')}: box {'x'.join(str(s) for s in filtered.shape[::-1])}, "
              f"{float(summary['pixel_size_angstrom']):.3f} Å/voxel, {summary.get('n_bands', '?')} bands")
@@ -174,7 +196,7 @@ def render_report(*, summary: dict[str, Any], raw: npt.NDArray[np.floating[Any]]
 
 def _draw_slices(fig: Any, gs: Any, *, raw: npt.NDArray[np.floating[Any]] | None,
                  filtered: npt.NDArray[np.floating[Any]], local_resolution: npt.NDArray[np.floating[Any]],
-                 inside: npt.NDArray[np.bool_]) -> None:
+                 inside: npt.NDArray[np.bool_], map_label: str) -> None:
     """Rows 1 and 2: central xy and xz slices of the input, the filtered map and the local resolution."""
     sel, _ = _sample(local_resolution, inside)
     vmin, vmax = (np.percentile(sel, [2, 98]) if sel.size else (0.0, 1.0))
@@ -186,7 +208,7 @@ def _draw_slices(fig: Any, gs: Any, *, raw: npt.NDArray[np.floating[Any]] | None
                  names, strict=True)
     for row, (rs, fs, ls, ins, name) in enumerate(panels, start=1):
         _grey(fig.add_subplot(gs[row, 0]), rs, f"input (mean of halves), {name}")
-        _grey(fig.add_subplot(gs[row, 1]), fs, f"filtered, {name}")
+        _grey(fig.add_subplot(gs[row, 1]), fs, f"{map_label}, {name}")
         ax = fig.add_subplot(gs[row, 2])
         ax.set_xticks([])
         ax.set_yticks([])

@@ -14,10 +14,11 @@ import numpy as np
 import numpy.typing as npt
 
 from locband import __version__
-from locband.engine.params import CROSSED, FSC_THRESHOLDS, FilterResult
+from locband.engine.params import CROSSED, FSC_THRESHOLDS, FilterResult, FSCCurve
 from locband.engine.units import describe_fsc_resolution, fsc_resolution_angstrom
 
-__all__ = ["MASK_INSIDE", "PERCENTILES", "summarise", "fsc_text", "local_resolution_percentiles", "inside_mask"]
+__all__ = ["MASK_INSIDE", "PERCENTILES", "summarise", "fsc_entries", "fsc_text", "local_resolution_percentiles",
+           "inside_mask", "within_text", "rounded_timings"]
 
 #: a voxel is inside a soft mask where the mask is above this (histograms, percentiles, overlays)
 MASK_INSIDE = 0.5
@@ -43,6 +44,24 @@ def local_resolution_percentiles(local_resolution: npt.NDArray[np.floating[Any]]
     return {f"p{q}": float(np.percentile(sel, q)) for q in PERCENTILES}
 
 
+def fsc_entries(unmasked: FSCCurve, masked: FSCCurve | None, *, pixel_size_angstrom: float) -> dict[str, Any]:
+    """The global-FSC entries of a summary: the curves, the resolutions and what kind of number each is.
+
+    ``fsc`` (the curves), ``fsc_0143_angstrom`` and ``fsc_05_angstrom`` (None: not reached, the FSC
+    is below the threshold from the first shell on) and ``fsc_crossing`` (whether a value is a
+    crossing or the last shell as a bound, :meth:`~locband.engine.params.FSCCurve.crossing_status`).
+    """
+    curves = {"unmasked": unmasked, "masked": masked}
+    res = {key: {which: (None, None) if c is None else fsc_resolution_angstrom(c, thr,
+                                                                             pixel_size_angstrom=pixel_size_angstrom)
+                 for which, c in curves.items()} for key, thr in FSC_THRESHOLDS.items()}
+    return {
+        "fsc": {which: None if c is None else c.to_dict() for which, c in curves.items()},
+        **{f"fsc_{key}_angstrom": {which: v for which, (v, _) in res[key].items()} for key in FSC_THRESHOLDS},
+        "fsc_crossing": {key: {which: status for which, (_, status) in res[key].items()} for key in FSC_THRESHOLDS},
+    }
+
+
 def summarise(result: FilterResult, *, inputs: dict[str, str | None], timings: dict[str, float],
               mask: npt.NDArray[np.floating[Any]] | None) -> dict[str, Any]:
     """The JSON summary of one filter run.
@@ -59,11 +78,6 @@ def summarise(result: FilterResult, *, inputs: dict[str, str | None], timings: d
         The mask, for the local-resolution percentiles.
     """
     px = result.pixel_size_angstrom
-    curves = {"unmasked": result.fsc_unmasked, "masked": result.fsc_masked}
-    # value None: not reached (FSC below the threshold from the first shell on); status says
-    # whether a value is a crossing or the last shell as a bound (FSCCurve.crossing_status)
-    fsc_res = {key: {which: (None, None) if c is None else fsc_resolution_angstrom(c, thr, pixel_size_angstrom=px)
-                     for which, c in curves.items()} for key, thr in FSC_THRESHOLDS.items()}
     return {
         "locband_version": __version__,
         "inputs": inputs,
@@ -72,15 +86,16 @@ def summarise(result: FilterResult, *, inputs: dict[str, str | None], timings: d
         "settings": result.params.to_dict(),
         "n_bands": result.bands.n_bands,
         "bands": result.bands.to_dict(),
-        "fsc": {which: None if c is None else c.to_dict() for which, c in curves.items()},
-        **{f"fsc_{key}_angstrom": {which: v for which, (v, _) in fsc_res[key].items()} for key in FSC_THRESHOLDS},
-        "fsc_crossing": {key: {which: status for which, (_, status) in fsc_res[key].items()}
-                         for key in FSC_THRESHOLDS},
+        **fsc_entries(result.fsc_unmasked, result.fsc_masked, pixel_size_angstrom=px),
         "local_resolution_angstrom": {**local_resolution_percentiles(result.local_resolution_angstrom, mask),
                                       "within": within_text(mask), "criterion": result.params.criterion},
-        "timings_seconds": {**{k: round(v, 4) for k, v in result.timings.items()},
-                            **{k: round(v, 4) for k, v in timings.items()}},
+        "timings_seconds": rounded_timings(result.timings, timings),
     }
+
+
+def rounded_timings(*stages: dict[str, float]) -> dict[str, float]:
+    """Seconds per stage, to 0.1 ms, the engine's and the host's in one table."""
+    return {k: round(v, 4) for timings in stages for k, v in timings.items()}
 
 
 def fsc_text(summary: dict[str, Any], which: str = "unmasked", threshold: str = "0143") -> str:

@@ -193,3 +193,17 @@ def test_files_that_are_not_mrc_are_refused(tmp_path, content, message):
     (tmp_path / "x.mrc").write_bytes(content)
     with pytest.raises(InputFileError, match=rf"map '.*x\.mrc' {message}"):
         read_map(tmp_path / "x.mrc")
+
+
+def test_write_map_labels(tmp_path):
+    import mrcfile
+
+    vol = np.zeros((4, 4, 4), np.float32)
+    write_map(tmp_path / "a.mrc", vol, pixel_size_angstrom=1.0, labels=("first label", "SECOND"))
+    with mrcfile.open(tmp_path / "a.mrc") as m:
+        assert m.get_labels()[-2:] == ["first label", "SECOND"]
+    write_map(tmp_path / "c.mrc", vol, pixel_size_angstrom=1.0, labels=tuple("abcdefghi"))  # 9 + mrcfile's own
+    for bad in (("x" * 81,), ("é",), tuple("abcdefghij")):
+        with pytest.raises(ValueError, match="MRC labels must be"):
+            write_map(tmp_path / "b.mrc", vol, pixel_size_angstrom=1.0, labels=bad)
+    assert not (tmp_path / "b.mrc").exists()

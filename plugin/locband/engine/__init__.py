@@ -1,9 +1,10 @@
 """The local-filtering engine: arrays in, arrays out (no files, no host names)."""
 
+from locband.engine.denoise import Denoiser, DenoiseStatistics, denoise
 from locband.engine.fsc import fsc
 from locband.engine.local import LocalFilter, local_filter
-from locband.engine.params import BandLayout, FilterParams, FilterResult, FSCCurve
+from locband.engine.params import BandLayout, DenoiseParams, DenoiseResult, FilterParams, FilterResult, FSCCurve
 from locband.engine.wiener import global_wiener_filter
 
-__all__ = ["BandLayout", "FilterParams", "FilterResult", "FSCCurve", "LocalFilter", "fsc",
-           "global_wiener_filter", "local_filter"]
+__all__ = ["BandLayout", "DenoiseParams", "DenoiseResult", "DenoiseStatistics", "Denoiser", "FilterParams",
+           "FilterResult", "FSCCurve", "LocalFilter", "denoise", "fsc", "global_wiener_filter", "local_filter"]

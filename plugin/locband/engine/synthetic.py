@@ -2,8 +2,10 @@
 
 A particle is a cloud of Gaussian "atoms" inside a sphere. One part is rigid (sharp); the other
 is flexible (blurred by a Gaussian, as averaging over conformations does), or a low-resolution
-shell surrounds the core (a detergent micelle). Each half-map is the truth plus independent
-white Gaussian noise.
+shell surrounds the core (a detergent micelle), or one domain is present in only a fraction of
+the particles (partial occupancy: its density is that fraction of the rest). Each half-map is
+the truth plus independent Gaussian noise, white or coloured (noise power rising with
+frequency, as in CTF-corrected reconstructions).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from locband.engine._grid import frequency_squared
 
 __all__ = ["SyntheticPair", "synthetic_pair", "gaussian_blur", "KINDS"]
 
-KINDS = ("rigid_flexible", "uniform", "micelle", "noise")
+KINDS = ("rigid_flexible", "uniform", "micelle", "partial", "noise")
 
 
 @dataclass(frozen=True)
@@ -70,20 +72,31 @@ def _soft_mask(region: npt.NDArray[np.bool_], width: float) -> npt.NDArray[np.fl
     return np.asarray(np.clip(m * 2.0, 0.0, 1.0), dtype=np.float32)
 
 
+def _colour(noise: npt.NDArray[np.float32], slope: float, std: float) -> npt.NDArray[np.float32]:
+    """Noise whose power rises as ``1 + slope (s/0.5)^2``, rescaled to standard deviation ``std``."""
+    s2 = frequency_squared(noise.shape, tuple(1.0 / n for n in noise.shape))
+    amp = np.sqrt(1.0 + np.float32(slope) * s2 / np.float32(0.25))
+    out = _fft.irfftn(_fft.rfftn(noise, backend="scipy") * amp, noise.shape, backend="scipy")
+    out *= np.float32(std / max(float(out.std()), 1e-30))
+    return out
+
+
 def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "rigid_flexible",
                    noise_std: float = 1.0, atom_sigma: float = 1.0, flexible_sigma: float = 2.5,
-                   atom_density: float = 0.02, rigid_fraction: float = 0.5,
-                   seed: int = 0) -> SyntheticPair:
+                   atom_density: float = 0.02, rigid_fraction: float = 0.5, occupancy: float = 0.4,
+                   noise_slope: float = 0.0, seed: int = 0) -> SyntheticPair:
     """Make a synthetic half-map pair with a known truth.
 
     Parameters
     ----------
     shape : tuple of int
         Box ``(nz, ny, nx)``.
-    kind : {"rigid_flexible", "uniform", "micelle", "noise"}
+    kind : {"rigid_flexible", "uniform", "micelle", "partial", "noise"}
         ``rigid_flexible``: one half of the particle blurred by ``flexible_sigma``;
         ``uniform``: all sharp; ``micelle``: a sharp core in a shell blurred by
-        ``2 * flexible_sigma``; ``noise``: no particle (truth 0).
+        ``2 * flexible_sigma``; ``partial``: as ``rigid_flexible`` but the second domain is
+        sharp and its density is ``occupancy`` times that of the first (a domain present in
+        that fraction of the particles); ``noise``: no particle (truth 0).
     noise_std : float
         Noise standard deviation of each half, relative to the peak of one atom (1).
     atom_sigma : float
@@ -93,7 +106,15 @@ def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "r
     atom_density : float
         Atoms per voxel inside the particle.
     rigid_fraction : float
-        ``rigid_flexible`` only: share of the particle's width (along x) that is rigid.
+        ``rigid_flexible`` and ``partial``: share of the particle's width (along x) of the
+        first (rigid, fully occupied) domain.
+    occupancy : float
+        ``partial`` only: density of the second domain relative to the first, in (0, 1].
+    noise_slope : float
+        0 for white noise; otherwise the noise amplitude at frequency ``s`` (cycles/voxel) is
+        scaled by ``sqrt(1 + noise_slope * (s / 0.5)**2)`` and the whole rescaled to the
+        standard deviation ``noise_std`` (noise power ``1 + noise_slope`` times higher at
+        Nyquist than at 0).
     seed : int
         Seed of ``numpy.random.default_rng``.
 
@@ -113,10 +134,16 @@ def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "r
     truth = np.zeros(box, np.float32)
     if kind != "noise":
         sphere = r < 0.6
-        if kind == "rigid_flexible":
+        scale = {"rigid": 1.0}
+        if kind in ("rigid_flexible", "partial"):
             cut = np.float32(0.6 * (2 * rigid_fraction - 1))  # the sphere spans -0.6..0.6 along x
-            parts = {"rigid": sphere & (rel[2] < cut), "flexible": sphere & (rel[2] >= cut)}
-            blur = {"rigid": 0.0, "flexible": flexible_sigma}
+            second = "flexible" if kind == "rigid_flexible" else "partial"
+            parts = {"rigid": sphere & (rel[2] < cut), second: sphere & (rel[2] >= cut)}
+            blur = {"rigid": 0.0, second: flexible_sigma if kind == "rigid_flexible" else 0.0}
+            if kind == "partial":
+                if not 0.0 < occupancy <= 1.0:
+                    raise ValueError(f"occupancy must be in (0, 1], got {occupancy!r}")
+                scale["partial"] = float(occupancy)
         elif kind == "uniform":
             parts = {"rigid": sphere}
             blur = {"rigid": 0.0}
@@ -126,10 +153,13 @@ def synthetic_pair(shape: tuple[int, int, int] = (64, 64, 64), *, kind: str = "r
         for name, inside in parts.items():
             n_atoms = int(atom_density * inside.sum())
             density = gaussian_blur(_atoms(box, inside, n_atoms, rng), float(np.hypot(atom_sigma, blur[name])))
-            density *= np.float32((2 * np.pi) ** 1.5 * atom_sigma ** 3)  # an isolated sharp atom peaks at 1
+            # an isolated sharp atom peaks at 1 (times the region's occupancy)
+            density *= np.float32((2 * np.pi) ** 1.5 * atom_sigma ** 3 * scale.get(name, 1.0))
             truth += density
             regions[name] = inside
     noise = [rng.standard_normal(box).astype(np.float32) * np.float32(noise_std) for _ in range(2)]
+    if noise_slope:
+        noise = [_colour(n, noise_slope, noise_std) for n in noise]
     support = r < 0.6 if kind != "noise" else np.ones(box, bool)
     return SyntheticPair(truth=truth, half1=truth + noise[0], half2=truth + noise[1], regions=regions,
                          mask=_soft_mask(support, 1.5), blur_sigma_voxels=blur, noise_std=float(noise_std))

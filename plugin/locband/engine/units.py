@@ -6,13 +6,30 @@ convert with these two helpers and nothing else.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
 
 from locband.engine._device import array_module
-from locband.engine.params import ABOVE_TO_LAST_SHELL, BELOW_AT_FIRST_SHELL, FSCCurve
 
-__all__ = ["cycles_to_angstrom", "angstrom_to_cycles", "fsc_resolution_angstrom", "describe_fsc_resolution"]
+if TYPE_CHECKING:  # params imports this module: the curve type is for the annotations only
+    from locband.engine.params import FSCCurve
+
+__all__ = ["cycles_to_angstrom", "angstrom_to_cycles", "fsc_resolution_angstrom", "describe_fsc_resolution",
+           "molecular_volume_voxels", "bfactor_to_voxels", "ANGSTROM3_PER_DALTON", "CROSSED", "BELOW_AT_FIRST_SHELL",
+           "ABOVE_TO_LAST_SHELL"]
+
+#: what kind of number an FSC resolution is (:meth:`~locband.engine.params.FSCCurve.crossing_status`)
+CROSSED = "crossed"
+BELOW_AT_FIRST_SHELL = "below_at_first_shell"
+ABOVE_TO_LAST_SHELL = "above_to_last_shell"
+
+#: Volume of protein per dalton of mass: 1.23 Å³/Da, from a partial specific volume of
+#: 0.74 cm³/g (a density of 1.35 g/cm³): 0.74e24 Å³/g / 6.022e23 Da/g (PDBx/mmCIF dictionary,
+#: ``_exptl_crystal.density_percent_sol``; Matthews, J. Mol. Biol. 33:491, 1968). The often
+#: quoted 1.21 Å³/Da corresponds to 1.37 g/cm³.
+ANGSTROM3_PER_DALTON = 1.23
 
 
 def cycles_to_angstrom(frequency: npt.ArrayLike, *, pixel_size_angstrom: float) -> npt.NDArray[np.float64]:
@@ -64,3 +81,19 @@ def describe_fsc_resolution(resolution_angstrom: float | None, status: str, *, t
     if status == ABOVE_TO_LAST_SHELL:
         return f"at <= {resolution_angstrom:.2f} Å (the last shell: never below {threshold:g})"
     return f"at {resolution_angstrom:.2f} Å"
+
+
+def molecular_volume_voxels(mass_kda: float, *, pixel_size_angstrom: float,
+                            angstrom3_per_dalton: float = ANGSTROM3_PER_DALTON) -> float:
+    """Volume in voxels of a molecule of ``mass_kda`` kilodaltons.
+
+    Notes
+    -----
+    ``mass_kda * 1000 * angstrom3_per_dalton / pixel_size_angstrom**3``.
+    """
+    return float(mass_kda) * 1000.0 * angstrom3_per_dalton / float(pixel_size_angstrom) ** 3
+
+
+def bfactor_to_voxels(bfactor_angstrom2: float, *, pixel_size_angstrom: float) -> float:
+    """A B-factor in Å² expressed in voxels² (so that ``B s^2`` keeps its value with ``s`` in cycles/voxel)."""
+    return float(bfactor_angstrom2) / float(pixel_size_angstrom) ** 2

@@ -229,7 +229,7 @@ def _check_header(header: Any, size: int, name: str) -> tuple[int, int, int]:
 
 
 def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_angstrom: float,
-              origin: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Path:
+              origin: tuple[float, float, float] = (0.0, 0.0, 0.0), labels: tuple[str, ...] = ()) -> Path:
     """Write a float32 MRC map atomically (temporary file + rename).
 
     Parameters
@@ -242,12 +242,22 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
         Voxel size for the header.
     origin : tuple of float
         Header origin (x, y, z) in Å.
+    labels : tuple of str
+        Header labels after mrcfile's own "Created by" label (at most 9, printable ASCII, at
+        most 80 characters each).
 
     Returns
     -------
     Path
         ``path``.
+
+    Raises
+    ------
+    ValueError
+        More than 9 labels, or a label that is not printable ASCII of at most 80 characters.
     """
+    if len(labels) > 9 or any(len(t) > 80 or not t.isascii() or not t.isprintable() for t in labels):
+        raise ValueError(f"MRC labels must be at most 9 printable ASCII strings of <= 80 characters, got {labels!r}")
     target = Path(path)
     arr = np.ascontiguousarray(data, dtype=np.float32)
     with atomic_path(target) as tmp:
@@ -255,6 +265,8 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
             mrc.set_data(arr)
             mrc.voxel_size = float(pixel_size_angstrom)
             mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
+            for text in labels:
+                mrc.add_label(text)
             mrc.update_header_stats()
             mrc.flush()
     return target
