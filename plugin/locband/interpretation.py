@@ -36,7 +36,8 @@ from locband.pipeline import OutputPart, mean_of_halves, plan_outputs, write_out
 from locband.report import report_files
 from locband.summary import fsc_entries, local_resolution_percentiles, rounded_timings, within_text
 
-__all__ = ["DenoiseJob", "LABELS", "USE_NOTE", "denoise_files", "interpretation_part", "summarise_denoise"]
+__all__ = ["DenoiseJob", "LABELS", "PROGRESS_SHARE", "USE_NOTE", "denoise_files", "interpretation_part",
+           "summarise_denoise"]
 
 #: what every summary says about the maps
 USE_NOTE = ("interpretation only: a non-linear map; never average it again or use it as a refinement "
@@ -50,7 +51,10 @@ LABELS: dict[str, tuple[str, ...]] = {
     "half2": ("locband denoise: half 2 processed alone (cross-validation only)", _NOT_FOR_AVERAGING),
     "local_resolution": ("locband denoise: local resolution in Angstrom",),
 }
-_ENVELOPE_RESOLUTION_ANGSTROM = 20.0  # DenoiseParams.from_physical's default
+_ENVELOPE_RESOLUTION_ANGSTROM = 20.0
+#: the interpretation map's share of the progress of a host run that also filters (it costs about
+#: 2.3x the filter, README "Interpretation maps")
+PROGRESS_SHARE = 0.7  # DenoiseParams.from_physical's default
 
 
 @dataclass(frozen=True)

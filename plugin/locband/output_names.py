@@ -107,7 +107,8 @@ MAP_KINDS = {"full": "full", "half1": "half1", "half2": "half2", "local_resoluti
 def cryosparc_upload_name(job_uid: str, kind: str) -> str:
     """Name of a file uploaded into a cryoSPARC External job's folder (``J43_locband_map.mrc``).
 
-    ``kind`` is an output slot (``map``, ``map_half_A``, ...) or ``summary``.
+    ``kind`` is an output slot (``map``, ``map_half_A``, ...) or ``summary``, with a prefix for a
+    second output (``denoised_map``, ``denoised_summary``).
     """
-    suffix = ".json" if kind == "summary" else ".mrc"
+    suffix = ".json" if kind.endswith("summary") else ".mrc"
     return f"{job_uid}_locband_{kind}{suffix}"

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from locband.adapters.relion_external.lifecycle import JobControl, relion_job
 from locband.errors import EXIT_FAILURE, EXIT_OK, InputFileError, JobAborted, OptionError, exit_code
-from locband.interpretation import DenoiseJob, interpretation_part
+from locband.interpretation import PROGRESS_SHARE, DenoiseJob, interpretation_part
 from locband.io.atomic import ensure_output_dir
 from locband.io.paths import is_dir, is_file
 from locband.io.relion_control import EXIT_FILES, LOG_NAME, RELION_JOB_ABORT_NOW
@@ -179,8 +179,6 @@ def build_output_nodes(out_dir: str, outputs: dict[str, str]) -> list[OutputNode
     return nodes
 
 
-#: the interpretation map's share of the progress bar when it is made (measured 2.3x the filter's time)
-_DENOISE_SHARE = 0.7
 #: files the job writes into --o beside its output set (checked against the inputs, never part of the set)
 _BESIDE_THE_SET = (LOG_NAME, *EXIT_FILES, RELION_JOB_ABORT_NOW)
 
@@ -207,9 +205,9 @@ def execute(req: ExternalRequest, job: JobControl, *, stdout: TextIO | None) -> 
         den = DenoiseJob(half1=run.half1, half2=run.half2, out_dir=run.out_dir, mask=run.mask,
                          pixel_size_angstrom=run.pixel_size_angstrom, denoise=req.interpretation, engine=run.engine,
                          report=run.report)
-        parts.append(interpretation_part(den, progress=stage(progress, 0.0, _DENOISE_SHARE, "interpretation map: ")))
+        parts.append(interpretation_part(den, progress=stage(progress, 0.0, PROGRESS_SHARE, "interpretation map: ")))
     # the node file is part of the output set: RELION never sees nodes of another run's files
-    start = _DENOISE_SHARE if parts else 0.0
+    start = PROGRESS_SHARE if parts else 0.0
     nodes_file = {"nodes": lambda p: write_node_file(p, node_text)}
     summary = filter_files(run, progress=stage(progress, start, 1.0 - start), names=RELION_EXTERNAL,
                            also_writes=_BESIDE_THE_SET, extra_outputs=nodes_file, parts=parts)
