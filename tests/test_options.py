@@ -92,10 +92,24 @@ def _ccpem_engine(option: Option, value: Any) -> EngineSettings:
     return filter_cmd.request_from_args(_parse(["filter", *argv])).job.engine
 
 
+def _ccpem_denoise_request(option: Option, value: Any) -> denoise_cmd.DenoiseCommand:
+    """The `locband denoise` request the CCP-EM interpretation-map job makes of one job option value."""
+    ccpem = pytest.importorskip("locband.adapters.ccpem", reason="the CCP-EM pipeliner is not installed")
+    name = "nr_threads" if option.name == "threads" else option.name
+    if value is not None and name not in ccpem.DENOISE_OPTIONS:
+        raise SystemExit(2)  # the job has no such option, as `locband denoise` has no such flag
+    values = {"half_map_1": "h1.mrc", "half_map_2": "h2.mrc", **{n: o.default for n, o in ccpem.DENOISE_OPTIONS.items()
+                                                                 if o.default is not None},
+              **({} if value is None else {name: value})}
+    argv = ccpem.build_arguments(ccpem.DENOISE_OPTIONS, values)
+    return denoise_cmd.request_from_args(_parse(["denoise", *argv]))
+
+
 HOSTS["CCP-EM job"] = _ccpem_engine
+HOSTS["CCP-EM denoise job"] = lambda o, v: _ccpem_denoise_request(o, v).job.engine
 #: hosts that offer some of the engine options only (an interpretation map has no mask to apply, no
 #: per-band SNR output and no GPU path); every other host offers them all
-OFFERED = {"locband denoise": denoise_cmd.ENGINE_OPTIONS}
+OFFERED = {"locband denoise": denoise_cmd.ENGINE_OPTIONS, "CCP-EM denoise job": denoise_cmd.ENGINE_OPTIONS}
 
 
 @pytest.mark.parametrize("host", sorted(HOSTS))
@@ -167,6 +181,7 @@ DENOISE_HOSTS: dict[str, Callable[[Option, Any], DenoiseSettings | None]] = {
         _parse(["cryosparc", "filter", *ONLINE, "--interpretation", *cli_tokens(o, v)])).interpretation,
     "cryoSPARC offline": lambda o, v: cryosparc.offline_request(
         _parse(["cryosparc", "offline", "J42", "--out-dir", "o", "--interpretation", *cli_tokens(o, v)])).interpretation,
+    "CCP-EM denoise job": lambda o, v: _ccpem_denoise_request(o, v).job.denoise,
 }
 
 

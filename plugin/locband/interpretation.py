@@ -30,14 +30,21 @@ from locband.engine.denoise import Denoiser
 from locband.engine.params import DenoiseParams, DenoiseResult, FSCCurve, ProgressCallback
 from locband.inputs import load_inputs, naming_engine_errors
 from locband.io.outputs import Writer
-from locband.options import DenoiseSettings, EngineSettings
+from locband.options import ENGINE, MASK, DenoiseSettings, EngineSettings, Option
 from locband.output_names import DENOISE, INTERPRETATION_PREFIX
 from locband.pipeline import OutputPart, mean_of_halves, plan_outputs, write_outputs
 from locband.report import report_files
 from locband.summary import fsc_entries, local_resolution_percentiles, rounded_timings, within_text
 
-__all__ = ["DenoiseJob", "LABELS", "PROGRESS_SHARE", "USE_NOTE", "denoise_files", "interpretation_part",
-           "summarise_denoise"]
+__all__ = ["DenoiseJob", "ENGINE_OPTIONS", "LABELS", "MASK_OPTION", "PROGRESS_SHARE", "USE_NOTE", "denoise_files",
+           "interpretation_part", "summarise_denoise"]
+
+#: the engine options that apply to an interpretation map (the bands, the statistics, the FFT on the CPU):
+#: it has no mask to apply, no per-band SNR output and no GPU path (:meth:`DenoiseJob.params`)
+ENGINE_OPTIONS: tuple[Option, ...] = tuple(o for o in ENGINE if o.name in (
+    "band_ratio", "window_wavelengths", "noise_threshold", "criterion", "fft_backend", "threads"))
+#: the mask, as an interpretation map uses it
+MASK_OPTION = replace(MASK, help="soft mask in [0, 1] (MRC): the solvent is flat outside it")
 
 #: what every summary says about the maps
 USE_NOTE = ("interpretation only: a non-linear map; never average it again or use it as a refinement "

@@ -30,13 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from locband.interpretation import DenoiseJob, denoise_files
+from locband.interpretation import ENGINE_OPTIONS, MASK_OPTION, DenoiseJob, denoise_files
 from locband.options import (
     DENOISE,
-    ENGINE,
     HALF1,
     HALF2,
-    MASK,
     OUT_DIR,
     PIXEL_SIZE,
     QUIET,
@@ -53,15 +51,12 @@ __all__ = ["OPTIONS", "PRIORS", "SHARPENING", "ENGINE_OPTIONS", "DenoiseCommand"
            "run"]
 
 #: the files and the run, as for ``locband filter``
-OPTIONS = (HALF1, HALF2, dataclasses.replace(MASK, help="soft mask in [0, 1] (MRC): the solvent is flat outside it"),
-           dataclasses.replace(OUT_DIR, default="locband_denoise"), PIXEL_SIZE, QUIET, REPORT)
+OPTIONS = (HALF1, HALF2, MASK_OPTION, dataclasses.replace(OUT_DIR, default="locband_denoise"), PIXEL_SIZE, QUIET,
+           REPORT)
 #: one of two ways to sharpen (or none): mutually exclusive on the command line
 SHARPENING = tuple(o for o in DENOISE if o.name in ("sharpen", "bfactor"))
 #: the real-space priors and the rest of the interpretation settings (:data:`locband.options.DENOISE`)
 PRIORS = tuple(o for o in DENOISE if o not in SHARPENING)
-#: the engine options that apply to an interpretation map (the bands, the statistics, the FFT)
-ENGINE_OPTIONS = tuple(o for o in ENGINE if o.name in ("band_ratio", "window_wavelengths", "noise_threshold",
-                                                       "criterion", "fft_backend", "threads"))
 
 
 @dataclass(frozen=True)
