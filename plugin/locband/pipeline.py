@@ -157,14 +157,15 @@ def write_outputs(result: FilterResult | DenoiseResult, outs: OutputSet, *, summ
     main = OutputPart("", result, summary, report, labels, origin)
     pieces = [(main, names), *((p, names.part(p.prefix)) for p in parts)]
     listed = [_add_maps(piece, outs, piece_names) for piece, piece_names in pieces]
-    part_files = {p.prefix + k: v for (p, _), got in zip(pieces[1:], listed[1:], strict=True) for k, v in got.items()}
-    for (piece, piece_names), paths in zip(pieces, listed, strict=True):
-        later = [*(REPORT if piece.report else ()), *((extra or {}) if piece is main else ())]
-        shared = {k: v for k, v in listed[0].items() if k in MAP_KINDS and k not in paths}  # the main result's map
-        mine = {**shared, **paths, **{kind: outs.out_dir / piece_names[kind] for kind in later},
-                **(part_files if piece is main else {})}
+    files = [{**paths, **{kind: outs.out_dir / piece_names[kind]  # the report and extras, added below
+                          for kind in [*(REPORT if piece.report else ()), *((extra or {}) if piece is main else ())]}}
+             for (piece, piece_names), paths in zip(pieces, listed, strict=True)]
+    for i, (piece, _) in enumerate(pieces):
+        shared = {k: v for k, v in listed[0].items() if k in MAP_KINDS and k not in files[i]}  # the main result's
+        others = {p.prefix + k: v for (p, _), f in zip(pieces[1:], files[1:], strict=True) for k, v in f.items()}
         piece.summary["run_id"] = outs.run_id
-        piece.summary["outputs"] = {k: str(v) for k, v in mine.items()}
+        piece.summary["outputs"] = {k: str(v) for k, v in {**shared, **files[i], **(others if i == 0 else {})}.items()}
+    part_files = {p.prefix + k: v for (p, _), got in zip(pieces[1:], listed[1:], strict=True) for k, v in got.items()}
     written = {**listed[0], **part_files}
     for piece, piece_names in pieces:  # each report drawn from its complete summary
         for kind, writer in (piece.report(piece.summary) if piece.report is not None else {}).items():

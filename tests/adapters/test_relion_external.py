@@ -499,6 +499,7 @@ def test_cli_job_with_the_interpretation_map(tmp_path: Path, refine_dir: Path) -
     assert denoised["command"] == "denoise" and "never average it again" in denoised["use"]
     assert denoised["settings"]["positivity"] is False and denoised["settings"]["physical"]["molecular_mass_kda"] == 40
     assert summary["outputs"]["denoised_full"] == str(a / "denoised.mrc")
+    assert summary["outputs"]["denoised_report_pdf"] == denoised["outputs"]["report_pdf"] == str(a / "denoised_report.pdf")
     # the local-resolution map is written once: the filter's, the same map the interpretation run measured
     assert denoised["outputs"]["local_resolution"] == str(a / "local_resolution.mrc")
     assert denoised["local_resolution_angstrom"]["p50"] == pytest.approx(summary["local_resolution_angstrom"]["p50"],
