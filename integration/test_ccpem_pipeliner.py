@@ -1,12 +1,15 @@
-"""The real CCP-EM pipeliner (ccpem-pipeliner from PyPI) runs locband's job in a real project.
+"""The real CCP-EM pipeliner (ccpem-pipeliner from PyPI) runs locband's jobs in a real project.
 
 What a Doppio or eBIC user relies on: the pipeliner finds the job through its entry point, a
 project made with ``pipeliner --new_project`` runs it from a ``--default_jobstar`` file with
 ``--run_job`` (and from Python as Doppio calls ``PipelinerProject.run_job``), the job ends as
 "Succeeded" with typed output nodes in ``default_pipeline.star``, the results display objects that
 ``pipeliner.regenerate_results`` writes for Doppio parse, and bad input stops the job with
-locband's own message. Also what RELION 3.1's ``relion_pipeliner`` does to such a project, since
-both programs keep their books in ``default_pipeline.star``.
+locband's own message. The interpretation map's job (``locband.postprocess.local_denoising``) the
+same way: it runs end to end, its nodes are typed, its display objects (the cross-validation
+curves too) parse, and its settings are checked before the job exists. Also what RELION 3.1's
+``relion_pipeliner`` does to such a project, since both programs keep their books in
+``default_pipeline.star``.
 
 ``default_pipeline.star`` is read with locband's one reader of RELION 3.1 / 4.0 / 5.0 pipeline files,
 :func:`locband.io.relion_pipeline.read_pipeline` (the pipeliner writes the 4.0/5.0 label columns).
@@ -37,6 +40,7 @@ from pipeliner.utils import get_regenerate_results_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_TYPE = "locband.postprocess.local_filter"
+DENOISE_JOB_TYPE = "locband.postprocess.local_denoising"
 JOB = "LocBand/job001/"
 TIMEOUT_S = 180  # a 32^3 job takes a few seconds; a hang must fail the test, not the CI run
 HALF1, HALF2, MASK = ("Refine3D/job001/run_half1_class001_unfil.mrc", "Refine3D/job001/run_half2_class001_unfil.mrc",
@@ -50,6 +54,14 @@ NODE_TYPES = {
     f"{JOB}local_resolution.mrc": "Image3D.mrc.locband.localresmap",
     f"{JOB}summary.json": "ProcessData.json.locband.summary",
     f"{JOB}report.pdf": "LogFile.pdf.locband.report",
+}
+DENOISE_NODE_TYPES = {
+    f"{JOB}denoised.mrc": "DensityMap.mrc.locband.denoised",
+    f"{JOB}denoised_half1.mrc": "DensityMap.mrc.locband.denoised.crossvalidation",
+    f"{JOB}denoised_half2.mrc": "DensityMap.mrc.locband.denoised.crossvalidation",
+    f"{JOB}local_resolution.mrc": "Image3D.mrc.locband.localresmap",
+    f"{JOB}summary.json": "ProcessData.json.locband.denoised.summary",
+    f"{JOB}report.pdf": "LogFile.pdf.locband.denoised.report",
 }
 
 
@@ -136,9 +148,9 @@ def _new_project(root: Path) -> Path:
     return project
 
 
-def _jobstar(project: Path, **values: str) -> Path:
-    _pipeliner(project, "--default_jobstar", JOB_TYPE)
-    jobstar = project / f"{JOB_TYPE.replace('.', '_')}_job.star"
+def _jobstar(project: Path, job_type: str = JOB_TYPE, **values: str) -> Path:
+    _pipeliner(project, "--default_jobstar", job_type)
+    jobstar = project / f"{job_type.replace('.', '_')}_job.star"
     _set_options(jobstar, **values)
     return jobstar
 
@@ -159,10 +171,22 @@ def project(tmp_path: Path) -> Path:
     return _new_project(tmp_path)
 
 
+@pytest.fixture(scope="module")
+def denoised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A project in which `pipeliner --run_job` ran the interpretation map's job to the end."""
+    project = _new_project(tmp_path_factory.mktemp("ccpem_denoise"))
+    jobstar = _jobstar(project, DENOISE_JOB_TYPE, half_map_1=HALF1, half_map_2=HALF2, mask=MASK,
+                       molecular_mass_kda="20", positivity="No")
+    ran = _pipeliner(project, "--run_job", jobstar.name)
+    assert f"Ran job as: {JOB}" in ran.stdout, ran.stdout + ran.stderr
+    assert _wait_for_exit(project / JOB) == "Succeeded", _log(project / JOB)
+    yield project
+
+
 def test_pipeliner_lists_the_job_and_finds_locband(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     listed = _pipeliner(tmp_path / "p", "--check_jobs", "locband").stdout
-    assert JOB_TYPE in listed
+    assert JOB_TYPE in listed and DENOISE_JOB_TYPE in listed
     # available: the program was found (this installation's) and `locband --version` ran
     assert "  * locband:\n    version: " in listed and f"path: {_program('locband')}\n" in listed
 
@@ -192,6 +216,42 @@ def test_results_display_written_for_doppio_parses(finished: Path) -> None:
     montage = objects[3]
     assert (finished / montage.img).is_file() and f"{JOB}filtered.mrc" in montage.associated_data
     assert sum(objects[2].bins) > 0 and objects[1].xrange[1] == pytest.approx(0.25)  # Nyquist at 2 Å/voxel
+
+
+def test_interpretation_job_runs_with_typed_nodes(denoised: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _update_status(denoised, monkeypatch)
+    processes, nodes = _pipeline(denoised)
+    assert processes[JOB] == (DENOISE_JOB_TYPE, "Succeeded"), _log(denoised / JOB)
+    assert {n: t for n, t in nodes.items() if n.startswith(JOB)} == DENOISE_NODE_TYPES
+    assert all((denoised / n).is_file() for n in DENOISE_NODE_TYPES)
+    note = (denoised / JOB / "note.txt").read_text()
+    assert f"{_program('locband')} denoise {HALF1} {HALF2} --mask {MASK} " in note
+    assert "--no-positivity" in note and "--molecular-mass-kda 20" in note and f"--out-dir {JOB} --quiet" in note
+    assert "for interpretation, not for averaging" in (denoised / JOB / "run.out").read_text()
+    summary = json.loads((denoised / JOB / "summary.json").read_text())
+    assert summary["command"] == "denoise" and summary["settings"]["positivity"] is False
+
+
+def test_interpretation_results_display_parses(denoised: Path) -> None:
+    _run([*get_regenerate_results_command(), "--jobs", JOB], denoised)
+    files = sorted((denoised / JOB).glob(".results_display*.json"))
+    objects = [create_results_display_object(**json.loads(f.read_text())) for f in files]
+    kinds = [o.dobj_type for o in objects]
+    assert kinds == ["table", "graph", "graph", "histogram", "montage", "mapmodel", "image"], [
+        getattr(o, "reason", "") for o in objects]
+    cross = objects[2]
+    assert cross.title.startswith("Cross-validation") and len(cross.yvalues) == 3  # raw, denoised, linear
+    assert f"{JOB}denoised.mrc" in objects[4].associated_data
+
+
+def test_interpretation_settings_are_refused_before_the_job_exists(project: Path) -> None:
+    jobstar = _jobstar(project, DENOISE_JOB_TYPE, half_map_1=HALF1, half_map_2=HALF2, bfactor="-50", sharpen="No")
+    ran = _pipeliner(project, "--run_job", jobstar.name, check=False)
+    assert ran.returncode != 0
+    assert ("job option bfactor (one global B-factor) and job option sharpen (no sharpening) exclude each other"
+            in ran.stdout + ran.stderr)
+    processes, _ = _pipeline(project)
+    assert processes == {} and not (project / "LocBand").exists()
 
 
 # the pipeliner launches the job runner detached and never waits for it (its Popen object warns when freed)

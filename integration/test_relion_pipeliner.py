@@ -38,6 +38,12 @@ NODE_TYPES = {
     5: {"filtered.mrc": "DensityMap.mrc", "filtered_half1.mrc": "DensityMap.mrc.halfmap",
         "local_resolution.mrc": "Image3D.mrc.localresmap", "report.pdf": "LogFile.pdf.relion"},
 }
+# With the job parameter interpretation yes: the interpretation map as RELION types its own post-processed
+# map (3.1: final map, offered as no job's input; 4.0/5.0: a DensityMap), its report; its halves are no nodes.
+INTERPRETATION_NODE_TYPES = {
+    3: {"denoised.mrc": 11, "denoised_report.pdf": 13},
+    5: {"denoised.mrc": "DensityMap.mrc.locband.denoised", "denoised_report.pdf": "LogFile.pdf.relion"},
+}
 
 
 @pytest.fixture
@@ -111,6 +117,26 @@ def test_job_star_template_loads_and_runs_on_a_refine3d_folder(relion: RelionIns
     status, nodes = _pipeline(relion, project)
     assert status["External/job001/"] == ProcessStatus.SUCCEEDED, _job_log(job)
     assert _job_nodes(relion, nodes, "External/job001/") == NODE_TYPES[relion.major]
+
+
+def test_job_star_template_with_the_interpretation_map(relion: RelionInstall, project: Path) -> None:
+    """The template's switch turned on (and a setting of the interpretation map added) from --addJobOptions."""
+    options = (f"fn_exe == {WRAPPER};in_3dref == Refine3D/job001;in_mask == mask.mrc;nr_threads == 1;"
+               "param5_value == yes;param6_label == molecular_mass_kda;param6_value == 20;")
+    add = _run(relion, ["relion_pipeliner", "--addJobFromStar", str(TEMPLATES / "external_job.star"),
+                        "--addJobOptions", options], project)
+    assert add.returncode == 0, add.stdout + add.stderr
+    run = _run(relion, ["relion_pipeliner", "--RunJobs", "External/job001/", "--sec_wait_after", "0"], project)
+    job = project / "External" / "job001"
+    assert run.returncode == 0, run.stdout + run.stderr
+    status, nodes = _pipeline(relion, project)
+    assert status["External/job001/"] == ProcessStatus.SUCCEEDED, _job_log(job)
+    assert _job_nodes(relion, nodes, "External/job001/") == {**NODE_TYPES[relion.major],
+                                                             **INTERPRETATION_NODE_TYPES[relion.major]}
+    assert "--interpretation yes --molecular_mass_kda 20" in (job / "note.txt").read_text()
+    for name in ("denoised_half1.mrc", "denoised_half2.mrc", "denoised_summary.json", "denoised_report.png"):
+        assert (job / name).is_file(), name
+    assert "interpretation map (denoised.mrc): for model building" in (job / "run.out").read_text()
 
 
 def test_failing_job_is_marked_failed_not_left_running(relion: RelionInstall, project: Path) -> None:

@@ -106,8 +106,9 @@ def test_scheme_runs_refine3d_then_locband(relion5: RelionInstall, dataset: reli
     assert sorted(n for n, p in pipeline.input_edges if p == "External/job002/") == [
         "Refine3D/job001/run_half1_class001_unfil.mrc", "Truth/mask.mrc"]
     assert (f"{WRAPPER} --o External/job002/ --in_3dref Refine3D/job001/run_half1_class001_unfil.mrc "
-            "--in_mask Truth/mask.mrc --criterion 0.143 --noise_threshold 1 --apply_mask no --report yes --j 1"
-            ) in (locband / "note.txt").read_text()
+            "--in_mask Truth/mask.mrc --criterion 0.143 --noise_threshold 1 --apply_mask no --report yes "
+            "--interpretation no --j 1") in (locband / "note.txt").read_text()
+    assert not (locband / "denoised.mrc").exists()  # the Scheme shows the switch, off
 
     # RELION 5.0.1 ran the refinement: the leader's optimiser file and both halves' model files say so
     optimiser = refine / "run_optimiser.star"

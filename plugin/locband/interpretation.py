@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,21 @@ from locband.engine.denoise import Denoiser
 from locband.engine.params import DenoiseParams, DenoiseResult, FSCCurve, ProgressCallback
 from locband.inputs import load_inputs, naming_engine_errors
 from locband.io.outputs import Writer
-from locband.options import EngineSettings
-from locband.output_names import DENOISE
-from locband.pipeline import mean_of_halves, plan_outputs, write_outputs
+from locband.options import ENGINE, MASK, DenoiseSettings, EngineSettings, Option
+from locband.output_names import DENOISE, INTERPRETATION_PREFIX
+from locband.pipeline import OutputPart, mean_of_halves, plan_outputs, write_outputs
 from locband.report import report_files
 from locband.summary import fsc_entries, local_resolution_percentiles, rounded_timings, within_text
 
-__all__ = ["DenoiseJob", "USE_NOTE", "denoise_files", "summarise_denoise"]
+__all__ = ["DenoiseJob", "ENGINE_OPTIONS", "LABELS", "MASK_OPTION", "PROGRESS_SHARE", "USE_NOTE", "denoise_files",
+           "interpretation_part", "summarise_denoise"]
+
+#: the engine options that apply to an interpretation map (the bands, the statistics, the FFT on the CPU):
+#: it has no mask to apply, no per-band SNR output and no GPU path (:meth:`DenoiseJob.params`)
+ENGINE_OPTIONS: tuple[Option, ...] = tuple(o for o in ENGINE if o.name in (
+    "band_ratio", "window_wavelengths", "noise_threshold", "criterion", "fft_backend", "threads"))
+#: the mask, as an interpretation map uses it
+MASK_OPTION = replace(MASK, help="soft mask in [0, 1] (MRC): the solvent is flat outside it")
 
 #: what every summary says about the maps
 USE_NOTE = ("interpretation only: a non-linear map; never average it again or use it as a refinement "
@@ -44,14 +52,16 @@ USE_NOTE = ("interpretation only: a non-linear map; never average it again or us
 
 _NOT_FOR_AVERAGING = "FOR INTERPRETATION, NOT FOR AVERAGING: never average again or refine against it"
 #: MRC header labels by output kind
-_LABELS = {
+LABELS: dict[str, tuple[str, ...]] = {
     "full": ("locband denoise: interpretation map (non-linear)", _NOT_FOR_AVERAGING),
     "half1": ("locband denoise: half 1 processed alone (cross-validation only)", _NOT_FOR_AVERAGING),
     "half2": ("locband denoise: half 2 processed alone (cross-validation only)", _NOT_FOR_AVERAGING),
     "local_resolution": ("locband denoise: local resolution in Angstrom",),
 }
-_SHARPEN_FROM_ANGSTROM = 10.0  # DenoiseParams.from_physical's default
-_ENVELOPE_RESOLUTION_ANGSTROM = 20.0  # DenoiseParams.from_physical's default
+_ENVELOPE_RESOLUTION_ANGSTROM = 20.0
+#: the interpretation map's share of the progress of a host run that also filters (it costs about
+#: 2.3x the filter, README "Interpretation maps")
+PROGRESS_SHARE = 0.7  # DenoiseParams.from_physical's default
 
 
 @dataclass(frozen=True)
@@ -69,17 +79,8 @@ class DenoiseJob:
         found from each map.
     pixel_size_angstrom : float or None
         Voxel size; None: from the half-map headers.
-    molecular_mass_kda : float or None
-        Mass of the molecule (sizes the solvent boundary).
-    bfactor_angstrom2 : float or None
-        One global B-factor (negative sharpens) instead of local sharpening.
-    sharpen : bool
-        False: no sharpening.
-    sharpen_from_angstrom : float
-        Local sharpening restores the fall-off beyond this resolution.
-    settings : mapping
-        Other :class:`~locband.engine.params.DenoiseParams` fields (``cycles``, ``positivity``,
-        ...) and ``envelope_resolution_angstrom``.
+    denoise : DenoiseSettings
+        The interpretation map's own settings (mass, sharpening, priors), physical units.
     engine : EngineSettings
         The band and statistics settings (``params``), threads and FFT backend.
     report : bool
@@ -91,11 +92,7 @@ class DenoiseJob:
     out_dir: Path
     mask: Path | None = None
     pixel_size_angstrom: float | None = None
-    molecular_mass_kda: float | None = None
-    bfactor_angstrom2: float | None = None
-    sharpen: bool = True
-    sharpen_from_angstrom: float = _SHARPEN_FROM_ANGSTROM
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    denoise: DenoiseSettings = field(default_factory=DenoiseSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     report: bool = True
 
@@ -107,23 +104,30 @@ class DenoiseJob:
     def params(self, pixel_size_angstrom: float) -> DenoiseParams:
         """The engine's settings at the voxel size of the maps.
 
+        Only the band and statistics settings of :attr:`engine` apply (an interpretation map has
+        no mask to apply and no per-band SNR output).
+
         Raises
         ------
         ValueError
             A setting out of range (named).
         """
+        d = self.denoise
+        bands = replace(self.engine.params, apply_mask=False, keep_band_snr=False)
         return DenoiseParams.from_physical(pixel_size_angstrom=pixel_size_angstrom,
-                                           molecular_mass_kda=self.molecular_mass_kda,
-                                           bfactor_angstrom2=self.bfactor_angstrom2, sharpen=self.sharpen,
-                                           sharpen_from_angstrom=self.sharpen_from_angstrom,
-                                           filter=self.engine.params, **self.settings)
+                                           molecular_mass_kda=d.molecular_mass_kda,
+                                           bfactor_angstrom2=d.bfactor_angstrom2, sharpen=d.sharpen,
+                                           sharpen_from_angstrom=d.sharpen_from_angstrom, filter=bands,
+                                           cycles=d.cycles, positivity=d.positivity,
+                                           solvent_flattening=d.solvent_flattening, connectivity=d.connectivity,
+                                           consistency=d.consistency, significance=d.significance)
 
     def physical(self, params: DenoiseParams) -> dict[str, float | str | None]:
         """The settings in physical units, as the summary records them."""
-        return {"molecular_mass_kda": self.molecular_mass_kda, "bfactor_angstrom2": self.bfactor_angstrom2,
-                "sharpen": params.sharpen, "sharpen_from_angstrom": float(self.sharpen_from_angstrom),
-                "envelope_resolution_angstrom": float(self.settings.get("envelope_resolution_angstrom",
-                                                                        _ENVELOPE_RESOLUTION_ANGSTROM))}
+        d = self.denoise
+        return {"molecular_mass_kda": d.molecular_mass_kda, "bfactor_angstrom2": d.bfactor_angstrom2,
+                "sharpen": params.sharpen, "sharpen_from_angstrom": float(d.sharpen_from_angstrom),
+                "envelope_resolution_angstrom": _ENVELOPE_RESOLUTION_ANGSTROM}
 
 
 def _curve_pair(pair: tuple[FSCCurve, FSCCurve] | None, names: tuple[str, str]) -> dict[str, Any] | None:
@@ -177,6 +181,44 @@ def summarise_denoise(result: DenoiseResult, *, inputs: dict[str, str | None], t
     }
 
 
+def interpretation_part(job: DenoiseJob, *, prefix: str = INTERPRETATION_PREFIX,
+                        progress: ProgressCallback | None = None) -> OutputPart:
+    """Read the half-maps of ``job`` and make their interpretation map, ready to be written.
+
+    The result, its summary and its report, as one :class:`~locband.pipeline.OutputPart`: a
+    host writes it beside the linear filter's maps (``write_outputs(..., parts=[part])``, kinds
+    with ``prefix`` in the set's names, :data:`locband.output_names.INTERPRETATION`), and
+    :func:`denoise_files` writes it alone. ``job.out_dir`` is not used here.
+
+    Raises
+    ------
+    InputFileError
+        Unreadable or inconsistent inputs.
+    ValueError
+        Bad settings.
+    """
+    t0 = time.perf_counter()
+    m1, m2, mk, px = load_inputs(job.half1, job.half2, job.mask, pixel_size_angstrom=job.pixel_size_angstrom)
+    params = job.params(px)
+    t_read = time.perf_counter() - t0
+    origin = m1.origin
+    with naming_engine_errors(job.half1, job.half2):
+        den = Denoiser(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data, params=params,
+                       workers=job.engine.workers(), backend=job.engine.fft_backend)
+        halves = [m1.data, m2.data]  # handed over: the engine drops them once it has their spectra
+        del m1, m2, mk
+        result = den.denoise_owned(halves, progress=progress)
+    summary = summarise_denoise(result, inputs={"half1": str(job.half1), "half2": str(job.half2),
+                                                "mask": None if job.mask is None else str(job.mask)},
+                                timings={"read": t_read}, mask=den.mask, physical=job.physical(params))
+
+    def draw(summary: dict[str, Any]) -> Mapping[str, Writer]:
+        return report_files(summary=summary, raw=mean_of_halves(job.half1, job.half2), filtered=result.full,
+                            local_resolution=result.local_resolution_angstrom, mask=den.mask)
+
+    return OutputPart(prefix, result, summary, report=draw if job.report else None, labels=LABELS, origin=origin)
+
+
 def denoise_files(job: DenoiseJob, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Make the interpretation map of two half-map files into ``job.out_dir``; returns the summary.
 
@@ -190,28 +232,10 @@ def denoise_files(job: DenoiseJob, *, progress: ProgressCallback | None = None) 
     ValueError
         Bad settings.
     """
-    t0 = time.perf_counter()
     outs = plan_outputs(job.out_dir, inputs=job.inputs, names=DENOISE)
-    m1, m2, mk, px = load_inputs(job.half1, job.half2, job.mask, pixel_size_angstrom=job.pixel_size_angstrom)
-    params = job.params(px)
-    t_read = time.perf_counter() - t0
-    origin = m1.origin
-    with naming_engine_errors(job.half1, job.half2):
-        den = Denoiser(m1.data.shape, pixel_size_angstrom=px, mask=None if mk is None else mk.data, params=params,
-                       workers=job.engine.workers(), backend=job.engine.fft_backend)
-        halves = [m1.data, m2.data]  # handed over: the engine drops them once it has their spectra
-        del m1, m2, mk
-        result = den.denoise_owned(halves, progress=progress)
+    part = interpretation_part(job, prefix="", progress=progress)
     t1 = time.perf_counter()
-    summary = summarise_denoise(result, inputs={"half1": str(job.half1), "half2": str(job.half2),
-                                                "mask": None if job.mask is None else str(job.mask)},
-                                timings={"read": t_read}, mask=den.mask, physical=job.physical(params))
-
-    def draw(summary: dict[str, Any]) -> Mapping[str, Writer]:
-        return report_files(summary=summary, raw=mean_of_halves(job.half1, job.half2), filtered=result.full,
-                            local_resolution=result.local_resolution_angstrom, mask=den.mask)
-
-    write_outputs(result, outs, summary=summary, names=DENOISE, origin=origin, report=draw if job.report else None,
-                  labels=_LABELS)
-    summary["timings_seconds"]["write"] = round(time.perf_counter() - t1, 4)
-    return summary
+    write_outputs(part.result, outs, summary=part.summary, names=DENOISE, origin=part.origin, report=part.report,
+                  labels=part.labels)
+    part.summary["timings_seconds"]["write"] = round(time.perf_counter() - t1, 4)
+    return part.summary

@@ -9,6 +9,10 @@ runs one suite over every host and every option.
 
 :data:`ENGINE` holds what the engine needs (:class:`EngineSettings`); a new engine option is
 one row there and one field of :class:`EngineSettings` (``--device`` is such a row).
+:data:`DENOISE` holds what an interpretation map needs besides (:class:`DenoiseSettings`):
+``locband denoise`` offers it, and every host that filters offers it behind one switch,
+:data:`INTERPRETATION` (the interpretation map made beside the linear filter's maps, never
+instead of them, never for the refinement hook or loop).
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from locband._threads import default_threads
-from locband.engine.params import FilterParams
+from locband.engine.params import DenoiseParams, FilterParams
 from locband.errors import OptionError
 
 __all__ = ["Option", "EngineSettings", "ENGINE", "HALF1", "HALF2", "PIXEL_SIZE", "MASK", "REPORT", "QUIET", "OUT_DIR",
-           "by_name",
+           "DENOISE", "INTERPRETATION", "DenoiseSettings", "by_name",
            "add_arguments", "values_from_namespace", "KINDS"]
 
 #: kind -> what a value is
@@ -199,6 +203,31 @@ ENGINE: tuple[Option, ...] = (
             "Number of threads", metavar="N"),
 )
 
+#: the interpretation map's own settings, in physical units (the band options are :data:`ENGINE`'s)
+DENOISE: tuple[Option, ...] = (
+    Option("sharpen", "switch-off", "no sharpening (default: local sharpening)", "Sharpen?", default=True),
+    Option("bfactor", "number", "one global B-factor in Å² instead of local sharpening (negative sharpens, as in "
+           "RELION's postprocessing)", "Global B-factor (Å²)", metavar="B"),
+    Option("molecular_mass_kda", "positive", "mass of the molecule in kDa: its volume (1.23 Å³/Da) sets the solvent "
+           "boundary", "Molecular mass (kDa)", metavar="K"),
+    Option("sharpen_from", "positive", "local sharpening restores the fall-off beyond this resolution in Å",
+           "Sharpen from (Å)", default=10.0, metavar="A", unit="Å", step=0.5),
+    Option("positivity", "switch-off", "do not assume density above the solvent level", "Positivity prior?",
+           default=True),
+    Option("solvent_flattening", "switch-off", "do not assume a flat solvent", "Flat solvent prior?", default=True),
+    Option("connectivity", "switch-off", "keep small isolated blobs", "Connectivity prior?", default=True),
+    Option("consistency", "switch-off", "keep what only one half shows (default: the average is not trusted where "
+           "the halves differ beyond their noise)", "Half-map consistency?", default=True),
+    Option("linear_weights", "switch", "no significance weighting: the linear filter's weights (the priors then "
+           "act only through the flat solvent)", "Linear weights only?", default=False),
+    Option("cycles", "integer", "density-modification cycles (more measured no better, see the README)",
+           "Cycles", default=1, metavar="N"),
+)
+#: a filter run that also makes the interpretation map (the hosts' switch; never the refinement hook)
+INTERPRETATION = Option("interpretation", "switch", "also make the interpretation map (denoised.mrc, as locband "
+                        "denoise): non-linear, for model building and viewing only, never averaged again or used "
+                        "as a refinement reference", "Interpretation map?", default=False)
+
 #: the two half-maps of a filter run (positional on the command line)
 HALF1 = Option("half1", "path", "half-map 1 (MRC), unfiltered and unmasked, e.g. run_half1_class001_unfil.mrc of a "
                "3D refinement", "Half map 1", flag="", metavar="HALF1", required=True)
@@ -273,6 +302,74 @@ class EngineSettings:
         own = {f.name for f in fields(cls)} - {"params"}
         rest = {name: by_name(ENGINE)[name].check(value) for name, value in given.items() if name in own}
         return cls(params=params, **rest)
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """What an interpretation map is asked for, from :data:`DENOISE`: the same for every host.
+
+    Physical units (``molecular_mass_kda``, ``bfactor_angstrom2`` instead of local sharpening,
+    ``sharpen_from_angstrom``); ``significance`` is False for ``linear_weights``.
+    :class:`locband.interpretation.DenoiseJob` makes :class:`~locband.engine.params.DenoiseParams`
+    of them at the voxel size of the maps.
+    """
+
+    molecular_mass_kda: float | None = None
+    bfactor_angstrom2: float | None = None
+    sharpen: bool = True
+    sharpen_from_angstrom: float = 10.0
+    cycles: int = 1
+    positivity: bool = True
+    solvent_flattening: bool = True
+    connectivity: bool = True
+    consistency: bool = True
+    significance: bool = True
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], *, called: Mapping[str, str] | None = None) -> DenoiseSettings:
+        """Settings from option values by :data:`DENOISE` name; missing or None values take the defaults.
+
+        ``called`` names the options in messages (default: their command-line flags).
+
+        Raises
+        ------
+        OptionError
+            A value out of range, or a global B-factor together with no sharpening.
+        """
+        rows = by_name(DENOISE)
+        v = {name: rows[name].check(values[name], called=(called or {}).get(name)) for name in rows
+             if values.get(name) is not None}
+        if v.get("bfactor") is not None and v.get("sharpen") is False:
+            names = called or {n: rows[n].cli_flag for n in ("bfactor", "sharpen")}
+            raise OptionError(f"{names['bfactor']} (one global B-factor) and {names['sharpen']} (no sharpening) "
+                              "exclude each other: choose one")
+        try:  # the engine's own range, checked now (the cycles)
+            DenoiseParams(cycles=v.get("cycles", 1))
+        except ValueError as exc:
+            raise OptionError(f"{(called or {}).get('cycles', rows['cycles'].cli_flag)}: {exc}") from None
+        renamed = {"bfactor": "bfactor_angstrom2", "sharpen_from": "sharpen_from_angstrom"}
+        kwargs = {renamed.get(k, k): val for k, val in v.items() if k != "linear_weights"}
+        return cls(**kwargs, significance=not v.get("linear_weights", False))
+
+    @classmethod
+    def when_asked(cls, values: Mapping[str, Any], *, called: Mapping[str, str] | None = None
+                   ) -> DenoiseSettings | None:
+        """The settings when :data:`INTERPRETATION` is on, else None (a host's request).
+
+        Raises
+        ------
+        OptionError
+            A :data:`DENOISE` setting given (not its default) with the switch off; a bad value.
+        """
+        if values.get(INTERPRETATION.name):
+            return cls.from_values(values, called=called)
+        given = [o for o in DENOISE if values.get(o.name) is not None and values[o.name] != o.default]
+        if given:
+            name = (called or {}).get(given[0].name, given[0].cli_flag)
+            switch = (called or {}).get(INTERPRETATION.name, INTERPRETATION.cli_flag)
+            raise OptionError(f"{name} is a setting of the interpretation map, which is off: turn on {switch}, "
+                              "or leave it out")
+        return None
 
 
 def add_arguments(parser: argparse.ArgumentParser | Any, options: Iterable[Option]) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from locband.io.relion_nodes import OUTPUT_NODES_NAME
 
-__all__ = ["OutputNames", "REPORT", "FILTER", "DENOISE", "RELION_EXTERNAL", "CRYOSPARC_OFFLINE", "MAP_KINDS",
-           "cryosparc_upload_name"]
+__all__ = ["OutputNames", "REPORT", "FILTER", "DENOISE", "INTERPRETATION", "INTERPRETATION_PREFIX", "RELION_EXTERNAL",
+           "CRYOSPARC_OFFLINE", "MAP_KINDS", "cryosparc_upload_name"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,14 @@ class OutputNames(Mapping[str, str]):
         """The set with more ``kind=name`` entries."""
         return OutputNames({**self.files, **more})
 
+    def part(self, prefix: str) -> OutputNames:
+        """The entries whose kind starts with ``prefix``, under their kinds without it.
+
+        A second result written into the same set (the interpretation map beside the filter's
+        maps) names its files by the kinds of a set of its own: ``denoised_full`` -> ``full``.
+        """
+        return OutputNames({k[len(prefix):]: v for k, v in self.files.items() if k.startswith(prefix)})
+
 
 #: the report of a run (drawn by :mod:`locband.report`): a page of plots and, in the PDF, the settings
 REPORT = OutputNames({"report_png": "report.png", "report_pdf": "report.pdf"})
@@ -56,9 +64,6 @@ FILTER = OutputNames({
     **REPORT.files,
 })
 
-#: the RELION External job: the filter's set plus the node file RELION reads
-RELION_EXTERNAL = FILTER.with_files(nodes=OUTPUT_NODES_NAME)
-
 #: ``locband denoise``: the interpretation map, its two halves (cross-validation), local resolution,
 #: summary and report
 DENOISE = OutputNames({
@@ -70,8 +75,29 @@ DENOISE = OutputNames({
     **REPORT.files,
 })
 
-#: ``locband cryosparc offline``: the filter's set plus a volume dataset and its group file
-CRYOSPARC_OFFLINE = FILTER.with_files(volume_cs="locband_volume.cs", group_csg="locband_volume.csg")
+#: kinds of the interpretation map written beside a host's filter outputs
+INTERPRETATION_PREFIX = "denoised_"
+#: the interpretation map beside a host's filter outputs (its ``interpretation`` switch): the files
+#: of :data:`DENOISE` by kinds with :data:`INTERPRETATION_PREFIX` (:meth:`OutputNames.part` gives
+#: them back), the summary and report under names of their own; the local-resolution map is the
+#: filter's (the same map), written once
+INTERPRETATION = OutputNames({
+    INTERPRETATION_PREFIX + "full": DENOISE["full"],
+    INTERPRETATION_PREFIX + "half1": DENOISE["half1"],
+    INTERPRETATION_PREFIX + "half2": DENOISE["half2"],
+    INTERPRETATION_PREFIX + "summary": "denoised_summary.json",
+    INTERPRETATION_PREFIX + "report_png": "denoised_report.png",
+    INTERPRETATION_PREFIX + "report_pdf": "denoised_report.pdf",
+})
+
+#: the RELION External job: the filter's set, the interpretation map when asked, the node file RELION reads
+RELION_EXTERNAL = FILTER.with_files(nodes=OUTPUT_NODES_NAME, **INTERPRETATION.files)
+
+#: ``locband cryosparc offline``: the filter's set plus a volume dataset and its group file; with the
+#: interpretation map, its own dataset and group file (a second output, as online)
+CRYOSPARC_OFFLINE = FILTER.with_files(volume_cs="locband_volume.cs", group_csg="locband_volume.csg",
+                                      **INTERPRETATION.files, volume_cs_denoised="locband_denoised_volume.cs",
+                                      group_csg_denoised="locband_denoised_volume.csg")
 
 #: output kind of a map -> attribute of :class:`~locband.engine.params.FilterResult` (and ``DenoiseResult``)
 MAP_KINDS = {"full": "full", "half1": "half1", "half2": "half2", "local_resolution": "local_resolution_angstrom"}
@@ -81,7 +107,8 @@ MAP_KINDS = {"full": "full", "half1": "half1", "half2": "half2", "local_resoluti
 def cryosparc_upload_name(job_uid: str, kind: str) -> str:
     """Name of a file uploaded into a cryoSPARC External job's folder (``J43_locband_map.mrc``).
 
-    ``kind`` is an output slot (``map``, ``map_half_A``, ...) or ``summary``.
+    ``kind`` is an output slot (``map``, ``map_half_A``, ...) or ``summary``, with a prefix for a
+    second output (``denoised_map``, ``denoised_summary``).
     """
-    suffix = ".json" if kind == "summary" else ".mrc"
+    suffix = ".json" if kind.endswith("summary") else ".mrc"
     return f"{job_uid}_locband_{kind}{suffix}"

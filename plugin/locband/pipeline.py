@@ -8,7 +8,7 @@ MRC files (the RELION External job, cryoSPARC offline). Reading and writing go t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from locband.output_names import FILTER, MAP_KINDS, REPORT, OutputNames
 from locband.report import report_files
 from locband.summary import summarise
 
-__all__ = ["FilterJob", "plan_outputs", "write_outputs", "filter_files", "add_report", "mean_of_halves"]
+__all__ = ["FilterJob", "OutputPart", "plan_outputs", "write_outputs", "filter_files", "add_report", "mean_of_halves"]
 
 #: ``report(summary) -> {kind: writer}``: the report files, drawn once the summary is complete
 ReportDrawer = Callable[[dict[str, Any]], Mapping[str, Writer]]
@@ -67,6 +67,39 @@ class FilterJob:
         return {"half-map 1": self.half1, "half-map 2": self.half2, "mask": self.mask}
 
 
+@dataclass(frozen=True)
+class OutputPart:
+    """A second result of the same inputs, written into the same output set (all-or-nothing).
+
+    The set's names with kinds that start with ``prefix`` are its files, by the kinds
+    :func:`write_outputs` knows (``names.part(prefix)``: ``denoised_full`` -> ``full``); a map
+    kind it has no name for (``local_resolution``) is the main result's file, listed in its
+    summary too. Both summaries carry the set's run id.
+
+    Attributes
+    ----------
+    prefix : str
+        Kind prefix of its files in the set's names (``denoised_``).
+    result : FilterResult or DenoiseResult
+        Its maps.
+    summary : dict
+        Its summary (``run_id`` and ``outputs`` are filled in when it is written).
+    report : callable, optional
+        ``report(summary) -> {kind: writer}``, its report.
+    labels : mapping, optional
+        MRC header labels of its maps, by output kind.
+    origin : tuple of float
+        MRC header origin (x, y, z) in Å of its maps.
+    """
+
+    prefix: str
+    result: FilterResult | DenoiseResult
+    summary: dict[str, Any]
+    report: ReportDrawer | None = None
+    labels: Mapping[str, tuple[str, ...]] | None = None
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
 def plan_outputs(out_dir: Path, *, inputs: Mapping[str, Path | None], names: OutputNames = FILTER,
                  also_writes: Iterable[str] = ()) -> OutputSet:
     """The output set of one run, checked before any work.
@@ -94,8 +127,9 @@ def _map_writer(volume: npt.NDArray[np.float32], pixel_size_angstrom: float, ori
 def write_outputs(result: FilterResult | DenoiseResult, outs: OutputSet, *, summary: dict[str, Any],
                   names: OutputNames = FILTER, origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
                   report: ReportDrawer | None = None, extra: Mapping[str, Writer] | None = None,
-                  labels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, Path]:
-    """Write maps, summary, report and ``extra`` files as one set, all-or-nothing; returns kind -> path.
+                  labels: Mapping[str, tuple[str, ...]] | None = None,
+                  parts: Sequence[OutputPart] = ()) -> dict[str, Path]:
+    """Write maps, summary, report, ``parts`` and ``extra`` files as one set, all-or-nothing; returns kind -> path.
 
     Parameters
     ----------
@@ -104,7 +138,8 @@ def write_outputs(result: FilterResult | DenoiseResult, outs: OutputSet, *, summ
     outs : OutputSet
         The set planned by :func:`plan_outputs`.
     summary : dict
-        The run's summary; ``run_id`` and ``outputs`` (kind -> path) are filled in here.
+        The run's summary; ``run_id`` and ``outputs`` (kind -> path, the parts' files by their
+        kinds in ``names``) are filled in here.
     names : OutputNames
         Output kind -> file name (:mod:`locband.output_names`); must name every kind written.
     origin : tuple of float
@@ -116,23 +151,44 @@ def write_outputs(result: FilterResult | DenoiseResult, outs: OutputSet, *, summ
         More files of the set (a host's node file, a dataset), output kind -> ``writer(tmp_path)``.
     labels : mapping, optional
         MRC header labels of a map, by output kind (an interpretation map says what it is for).
+    parts : sequence of OutputPart
+        Other results of the same inputs written into the same set (the interpretation map).
     """
-    px = result.pixel_size_angstrom
-    paths = {kind: outs.add(names[kind], _map_writer(getattr(result, attr), px, origin, (labels or {}).get(kind, ())))
-             for kind, attr in MAP_KINDS.items()}
+    main = OutputPart("", result, summary, report, labels, origin)
+    pieces = [(main, names), *((p, names.part(p.prefix)) for p in parts)]
+    listed = [_add_maps(piece, outs, piece_names) for piece, piece_names in pieces]
+    files = [{**paths, **{kind: outs.out_dir / piece_names[kind]  # the report and extras, added below
+                          for kind in [*(REPORT if piece.report else ()), *((extra or {}) if piece is main else ())]}}
+             for (piece, piece_names), paths in zip(pieces, listed, strict=True)]
+    for i, (piece, _) in enumerate(pieces):
+        shared = {k: v for k, v in listed[0].items() if k in MAP_KINDS and k not in files[i]}  # the main result's
+        others = {p.prefix + k: v for (p, _), f in zip(pieces[1:], files[1:], strict=True) for k, v in f.items()}
+        piece.summary["run_id"] = outs.run_id
+        piece.summary["outputs"] = {k: str(v) for k, v in {**shared, **files[i], **(others if i == 0 else {})}.items()}
+    part_files = {p.prefix + k: v for (p, _), got in zip(pieces[1:], listed[1:], strict=True) for k, v in got.items()}
+    written = {**listed[0], **part_files}
+    for piece, piece_names in pieces:  # each report drawn from its complete summary
+        for kind, writer in (piece.report(piece.summary) if piece.report is not None else {}).items():
+            written[piece.prefix + kind] = outs.add(piece_names[kind], writer)
+    for kind, writer in (extra or {}).items():
+        written[kind] = outs.add(names[kind], writer)
+    outs.commit()
+    return written
+
+
+def _add_maps(piece: OutputPart, outs: OutputSet, names: OutputNames) -> dict[str, Path]:
+    """Add one result's maps (those ``names`` names) and its summary to the set; kind -> path."""
+    result, px, origin = piece.result, piece.result.pixel_size_angstrom, piece.origin
+    labels = piece.labels or {}
+    paths = {kind: outs.add(names[kind], _map_writer(getattr(result, attr), px, origin, labels.get(kind, ())))
+             for kind, attr in MAP_KINDS.items() if kind in names}
     band_snr = getattr(result, "band_snr", None)  # the linear filter's, when asked for
     if band_snr is not None:
         # an MRC volume stack, one coarse volume per band (centres in summary.json "bands")
         coarse_px = px * result.full.shape[-1] / band_snr.shape[-1]
         paths["band_snr"] = outs.add(names["band_snr"], _map_writer(band_snr, coarse_px, origin))
+    summary = piece.summary
     paths["summary"] = outs.add(names["summary"], lambda p: write_json(p, summary))
-    later = {kind: outs.out_dir / names[kind] for kind in [*(REPORT if report else ()), *(extra or {})]}
-    summary["run_id"] = outs.run_id
-    summary["outputs"] = {k: str(v) for k, v in {**paths, **later}.items()}
-    drawn = report(summary) if report is not None else {}
-    for kind, writer in {**drawn, **(extra or {})}.items():
-        paths[kind] = outs.add(names[kind], writer)
-    outs.commit()
     return paths
 
 
@@ -145,14 +201,15 @@ def mean_of_halves(half1: Path, half2: Path) -> npt.NDArray[np.float32]:
 
 
 def filter_files(job: FilterJob, *, progress: ProgressCallback | None = None, names: OutputNames = FILTER,
-                 extra_outputs: Mapping[str, Writer] | None = None, also_writes: Iterable[str] = ()) -> dict[str, Any]:
+                 extra_outputs: Mapping[str, Writer] | None = None, also_writes: Iterable[str] = (),
+                 parts: Sequence[OutputPart] = ()) -> dict[str, Any]:
     """Filter two half-map files into ``job.out_dir``; returns the summary written there.
 
     Before any work the outputs are checked against the inputs and the folder
     (:func:`plan_outputs`); the folder is created only when the outputs are written, so bad
     input (refused while reading or by the engine) leaves no folder behind. All outputs (maps,
-    ``summary.json``, the report, ``extra_outputs`` by kind of ``names``) are one set: see
-    :mod:`locband.io.outputs`.
+    ``summary.json``, the report, ``parts`` made from the same inputs, ``extra_outputs`` by kind
+    of ``names``) are one set: see :mod:`locband.io.outputs`.
 
     Raises
     ------
@@ -185,7 +242,7 @@ def filter_files(job: FilterJob, *, progress: ProgressCallback | None = None, na
                             local_resolution=result.local_resolution_angstrom, mask=lf.mask)
 
     write_outputs(result, outs, summary=summary, names=names, origin=origin, report=draw if job.report else None,
-                  extra=extra_outputs)
+                  extra=extra_outputs, parts=parts)
     summary["timings_seconds"]["write"] = round(time.perf_counter() - t1, 4)
     return summary
 

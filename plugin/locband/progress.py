@@ -6,7 +6,9 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["TerminalProgress"]
+from locband.engine.params import ProgressCallback
+
+__all__ = ["TerminalProgress", "stage"]
 
 _BAR_WIDTH = 30
 _MESSAGE_WIDTH = 40
@@ -46,3 +48,18 @@ class TerminalProgress:
             self.stream.write(f"[{elapsed:7.2f} s] {fraction * 100:5.1f}% {message}\n")
         self._last_msg = message
         self.stream.flush()
+
+
+def stage(progress: ProgressCallback | None, start: float, span: float, label: str = "") -> ProgressCallback | None:
+    """One stage of a longer run: ``progress`` from ``start`` to ``start + span``, messages prefixed ``label``.
+
+    Two engine runs in one job (the filter, then the interpretation map) report as one bar.
+    """
+    if progress is None:
+        return None
+    inner = progress
+
+    def callback(fraction: float, message: str) -> None:
+        inner(start + span * min(max(fraction, 0.0), 1.0), f"{label}{message}")
+
+    return callback

@@ -31,7 +31,7 @@ from locband.engine.params import FSC_THRESHOLDS
 from locband.io.figures import write_pdf, write_png
 from locband.summary import fsc_text, inside_mask, within_text
 
-__all__ = ["render_report", "settings_page", "report_files", "local_resolution_histogram"]
+__all__ = ["render_report", "settings_page", "report_files", "local_resolution_histogram", "cross_validation_curves"]
 
 _HIST_BINS = 40
 _PNG_DPI = 100
@@ -127,22 +127,34 @@ def local_resolution_histogram(local_resolution: npt.NDArray[np.floating[Any]],
     return _histogram(values, stride)
 
 
-def _draw_cross_validation(ax: Any, summary: dict[str, Any], px: float) -> None:
-    """Processed half vs raw other half (mean of both directions), denoised and linear."""
+def cross_validation_curves(summary: dict[str, Any]) -> tuple[str, list[tuple[str, list[float], list[float]]]]:
+    """The cross-validation curves of an interpretation map's summary, as the report draws them.
+
+    Returns ``(which, [(name, frequency_cycles_per_voxel, fsc), ...])``: ``which`` is ``masked``
+    when the run had a mask, and each curve the mean of both directions (processed half 1 vs
+    raw half 2, processed half 2 vs raw half 1), ``denoised`` then ``linear filter``; no
+    curves for a summary without cross-validation (``locband filter``'s).
+    """
     cv = summary.get("cross_validation") or {}
     which = "masked" if cv.get("masked") else "unmasked"
-    curves = cv.get(which)
-    if not curves:
-        return
-    styles = (("", "tab:green", "-", "denoised"), ("linear_", "tab:gray", "--", "linear filter"))
-    for prefix, colour, ls, text in styles:
-        pair = [curves.get(f"{prefix}{k}") for k in ("half1_vs_raw_half2", "half2_vs_raw_half1")]
-        if not all(pair):
-            continue
-        freq = np.asarray(pair[0]["frequency_cycles_per_voxel"], dtype=float)
-        mean = 0.5 * (np.asarray(pair[0]["fsc"], dtype=float) + np.asarray(pair[1]["fsc"], dtype=float))
-        ax.plot(freq / px, mean, color=colour, ls=ls, lw=1.2,
-                label=f"{text} half vs raw other half ({which})")
+    curves = cv.get(which) or {}
+    out = []
+    for prefix, name in (("", "denoised"), ("linear_", "linear filter")):
+        a, b = (curves.get(f"{prefix}{k}") for k in ("half1_vs_raw_half2", "half2_vs_raw_half1"))
+        if a and b:
+            mean = 0.5 * (np.asarray(a["fsc"], dtype=float) + np.asarray(b["fsc"], dtype=float))
+            out.append((name, [float(f) for f in a["frequency_cycles_per_voxel"]], [float(v) for v in mean]))
+    return which, out
+
+
+def _draw_cross_validation(ax: Any, summary: dict[str, Any], px: float) -> None:
+    """Processed half vs raw other half (mean of both directions), denoised and linear."""
+    which, curves = cross_validation_curves(summary)
+    styles = {"denoised": ("tab:green", "-"), "linear filter": ("tab:gray", "--")}
+    for name, freq, mean in curves:
+        colour, ls = styles[name]
+        ax.plot(np.asarray(freq) / px, mean, color=colour, ls=ls, lw=1.2,
+                label=f"{name} half vs raw other half ({which})")
 
 
 def _draw_histogram(ax: Any, local_res: npt.NDArray[np.floating[Any]], inside: npt.NDArray[np.bool_],

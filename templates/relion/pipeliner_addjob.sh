@@ -16,13 +16,15 @@ THREADS="${THREADS:-4}"
 CRITERION="${CRITERION:-0.143}"
 NOISE_THRESHOLD="${NOISE_THRESHOLD:-1}"
 APPLY_MASK="${APPLY_MASK:-no}"
+# yes: also the interpretation map denoised.mrc (for model building and viewing, never a reference)
+INTERPRETATION="${INTERPRETATION:-no}"
 SEC_WAIT_AFTER="${SEC_WAIT_AFTER:-10}"
 
 # The new job gets the pipeline's job counter as its number.
 counter=$(awk '$1 == "_rlnPipeLineJobCounter" {print $2; exit}' default_pipeline.star)
 job=$(printf 'External/job%03d/' "$counter")
 
-relion_pipeliner --addJob External --addJobOptions "fn_exe == ${LOCBAND_EXE};in_3dref == ${HALF1};in_mask == ${MASK};param1_label == criterion;param1_value == ${CRITERION};param2_label == noise_threshold;param2_value == ${NOISE_THRESHOLD};param3_label == apply_mask;param3_value == ${APPLY_MASK};nr_threads == ${THREADS};"
+relion_pipeliner --addJob External --addJobOptions "fn_exe == ${LOCBAND_EXE};in_3dref == ${HALF1};in_mask == ${MASK};param1_label == criterion;param1_value == ${CRITERION};param2_label == noise_threshold;param2_value == ${NOISE_THRESHOLD};param3_label == apply_mask;param3_value == ${APPLY_MASK};param4_label == interpretation;param4_value == ${INTERPRETATION};nr_threads == ${THREADS};"
 
 relion_pipeliner --RunJobs "$job" --sec_wait_after "$SEC_WAIT_AFTER"
 if [ -e "${job}RELION_JOB_EXIT_SUCCESS" ]; then

@@ -120,6 +120,59 @@ def test_job_folder_to_importable_outputs(project: Path, capsys: pytest.CaptureF
     assert summary["cryosparc"]["source"].endswith("J42_008_volume.cs")
 
 
+def test_interpretation_map_and_its_own_dataset(project: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """--interpretation: the filter's outputs as without it, plus the interpretation map and its dataset."""
+    out, plain, alone = project / "locband_J42", tmp_path / "plain", tmp_path / "alone"
+    code, err = _run(capsys, str(project / "J42"), "--out-dir", str(out), "--interpretation", "--molecular-mass-kda",
+                     "30", "--threads", "1")
+    assert code == 0, err
+    names = {p.name for p in out.iterdir()}
+    assert names == {"filtered.mrc", "filtered_half1.mrc", "filtered_half2.mrc", "local_resolution.mrc",
+                     "summary.json", "locband_volume.cs", "locband_volume.csg", "denoised.mrc", "denoised_half1.mrc",
+                     "denoised_half2.mrc", "denoised_summary.json", "locband_denoised_volume.cs",
+                     "locband_denoised_volume.csg", "locband_manifest.json"}
+    d = Dataset.load(str(out / "locband_denoised_volume.cs"))
+    files = {"map": "denoised.mrc", "map_crossval_A": "denoised_half1.mrc", "map_crossval_B": "denoised_half2.mrc"}
+    assert set(d.prefixes()) == set(files)
+    for slot, name in files.items():
+        assert d[f"{slot}/path"][0] == f"locband_J42/{name}" and tuple(d[f"{slot}/shape"][0]) == SHAPE
+    csg = (out / "locband_denoised_volume.csg").read_text()
+    assert "metafile: '>locband_denoised_volume.cs'" in csg and "denoised_volume" in csg
+    # the volume that seeds refinements is the linear filter's, exactly as without --interpretation
+    assert Dataset.load(str(out / "locband_volume.cs"))["map/path"][0] == "locband_J42/filtered.mrc"
+    assert _run(capsys, str(project / "J42"), "--out-dir", str(plain), "--threads", "1")[0] == 0
+
+    def read(p: Path) -> np.ndarray:
+        with mrcfile.open(p) as m:
+            return np.array(m.data)
+
+    np.testing.assert_array_equal(read(out / "filtered.mrc"), read(plain / "filtered.mrc"))
+    # the interpretation map is `locband denoise`'s on the same files (same code path, same threads)
+    assert main(["denoise", str(project / "J42/J42_008_volume_map_half_A.mrc"),
+                 str(project / "J42/J42_008_volume_map_half_B.mrc"), "--mask",
+                 str(project / "J42/J42_008_volume_mask_fsc.mrc"), "--molecular-mass-kda", "30", "--threads", "1",
+                 "--out-dir", str(alone), "--quiet", "--no-report"]) == 0
+    for name in ("denoised.mrc", "denoised_half1.mrc", "denoised_half2.mrc"):
+        np.testing.assert_array_equal(read(out / name), read(alone / name))
+    with mrcfile.open(out / "denoised.mrc") as m:
+        assert "FOR INTERPRETATION, NOT FOR AVERAGING" in " ".join(m.get_labels())
+    summary = json.loads((out / "summary.json").read_text())
+    denoised = json.loads((out / "denoised_summary.json").read_text())
+    assert summary["run_id"] == denoised["run_id"] and denoised["command"] == "denoise"
+    assert summary["cryosparc"]["volume_cs_denoised"] == str(out / "locband_denoised_volume.cs")
+    # again without it: the interpretation map and its dataset are removed with the old set
+    assert _run(capsys, str(project / "J42"), "--out-dir", str(out))[0] == 0
+    assert not (out / "denoised.mrc").exists() and not (out / "locband_denoised_volume.cs").exists()
+
+
+def test_interpretation_settings_need_the_switch(project: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(capsys, str(project / "J42"), "--out-dir", str(tmp_path / "o"), "--no-positivity")
+    assert code == 1 and "--no-positivity is a setting of the interpretation map, which is off" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_cs_file_as_source_and_folder_outside_project(project: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "elsewhere"
@@ -234,17 +287,24 @@ def test_template_params_map_to_cli_flags(template: str) -> None:
     for p in spec["params"]:
         value = {"int": "2", "float": "0.5", "str": "x", "bool": None}[p["type"]]
         argv = base + ([p["flag"]] if value is None else [p["flag"], p.get("example", value)])
-        args = parser.parse_args(argv)
-        dest = p["flag"][2:].replace("-", "_")
+        args = parser.parse_args(argv + ([p["with"]] if "with" in p else []))
+        dest = p["name"]
         assert hasattr(args, dest), f"{template}: {p['flag']} is not an option of 'locband cryosparc {sub}'"
+        if not p.get("required"):  # given, it changes what the default would be
+            assert getattr(args, dest) != getattr(parser.parse_args(base), dest), f"{p['flag']} does not set {dest}"
+        if "with" in p:  # a setting of the interpretation map: taken with the switch, refused without it
+            assert cmd.filter_request(args).interpretation is not None
+            with pytest.raises(ValueError, match=f"turn on {p['with']}"):
+                cmd.filter_request(parser.parse_args(argv))
         if "default" in p:
             defaults = parser.parse_args(base)
             assert getattr(defaults, dest) == pytest.approx(p["default"]) if isinstance(p["default"], float) \
                 else getattr(defaults, dest) == p["default"], p["flag"]
     if template == "filter_job.json":
         assert [i["name"] for i in spec["inputs"]] == [cj.INPUT_NAME]
-        assert [o["name"] for o in spec["outputs"]] == [cj.OUTPUT_NAME]
+        assert [o["name"] for o in spec["outputs"]] == [cj.OUTPUT_NAME, cj.DENOISED_OUTPUT_NAME]
         assert [s["name"] for s in spec["outputs"][0]["slots"]] == list(cj.OUTPUT_SLOTS)
+        assert [s["name"] for s in spec["outputs"][1]["slots"]] == list(cj.DENOISED_SLOT_KINDS)
 
 
 def _parse(*argv: str) -> Any:

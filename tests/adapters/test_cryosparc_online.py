@@ -22,6 +22,7 @@ from locband import local_filter
 from locband.adapters import cryosparc as cj
 from locband.cli import main
 from locband.engine.synthetic import synthetic_pair
+from locband.options import DenoiseSettings
 
 _spec = importlib.util.spec_from_file_location("cryosparc_server", Path(__file__).resolve().parents[1] / "cryosparc_server.py")
 assert _spec is not None and _spec.loader is not None
@@ -115,6 +116,47 @@ def test_filter_job_calls_outputs_and_files(tmp_path: Path, monkeypatch: pytest.
         assert [c[0] for c in s.calls].count("jobs.update_event_log") >= 1  # one live progress line
     finally:
         s.stop()
+
+
+def test_filter_job_with_the_interpretation_map(srv: Any, pair: Any, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--interpretation: a second output, denoised_volume, beside the unchanged filtered_volume."""
+    from locband.io import read_map
+
+    code = main(FILTER + ["--job", "J1", "--interpretation", "--molecular-mass-kda", "30", "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    calls = _no_logs(srv.calls)
+    assert calls[calls.index("jobs.create"):] == [
+        "jobs.create", "jobs.find_one", "jobs.add_external_input", "jobs.connect", "jobs.add_external_output",
+        "jobs.add_external_output", "jobs.mark_running", *["projects.upload_file"] * 9, "jobs.get_output_fields",
+        "jobs.save_output", "jobs.get_output_fields", "jobs.save_output", "jobs.mark_completed"]
+    outputs = srv.jobs["J2"]["spec"]["outputs"]
+    assert list(outputs) == ["filtered_volume", "denoised_volume"]
+    assert "never a refinement reference" in outputs["denoised_volume"]["title"]
+    source_map = next(r["dtype"] for r in srv.jobs["J1"]["spec"]["outputs"]["volume"]["results"] if r["name"] == "map")
+    assert outputs["denoised_volume"]["slots"] == [{"name": n, "dtype": source_map}
+                                                   for n in ("map", "map_crossval_A", "map_crossval_B")]
+    # the filtered volume is the linear filter's, as without --interpretation
+    ref = local_filter(pair.half1, pair.half2, pixel_size_angstrom=PSIZE, mask=pair.mask)
+    filtered = srv.data[("J2", "filtered_volume")]
+    np.testing.assert_array_equal(_read(srv.project_dir / filtered["map/path"][0]), ref.full)
+    # the interpretation map is `locband denoise`'s on the same files
+    d: Dataset = srv.data[("J2", "denoised_volume")]
+    files = {"map": "J2/J2_locband_denoised_map.mrc", "map_crossval_A": "J2/J2_locband_denoised_map_crossval_A.mrc",
+             "map_crossval_B": "J2/J2_locband_denoised_map_crossval_B.mrc"}
+    assert {slot: d[f"{slot}/path"][0] for slot in files} == files
+    job_dir = srv.project_dir / "J1"
+    assert main(["denoise", str(job_dir / "J1_008_volume_map_half_A.mrc"), str(job_dir / "J1_008_volume_map_half_B.mrc"),
+                 "--mask", str(job_dir / "J1_008_volume_mask_fsc.mrc"), "--molecular-mass-kda", "30", "--threads", "1",
+                 "--out-dir", str(tmp_path / "alone"), "--quiet", "--no-report"]) == 0
+    for slot, name in (("map", "denoised.mrc"), ("map_crossval_A", "denoised_half1.mrc"),
+                       ("map_crossval_B", "denoised_half2.mrc")):
+        np.testing.assert_array_equal(_read(srv.project_dir / files[slot]), read_map(tmp_path / "alone" / name).data)
+    with mrcfile.open(srv.project_dir / files["map"]) as m:
+        assert "FOR INTERPRETATION, NOT FOR AVERAGING" in " ".join(m.get_labels())
+    summary = json.loads((srv.project_dir / "J2/J2_locband_denoised_summary.json").read_text())
+    assert summary["command"] == "denoise" and summary["inputs"]["half1"] == "P1/J1/J1_008_volume_map_half_A.mrc"
+    assert any("interpretation map saved as output 'denoised_volume'" in e["text"] for e in srv.events["J2"])
 
 
 def test_failure_after_creation_marks_the_job_failed(srv: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -230,6 +272,35 @@ def test_loop_until_resolution_stops_improving(tmp_path: Path, monkeypatch: pyte
         n_calls = len(s.calls)
         assert _loop(tmp_path) == 0  # a finished loop is not run again
         assert [c[0] for c in s.calls[n_calls:]] == CONNECT_CALLS
+    finally:
+        s.stop()
+
+
+def test_loop_seeds_refinements_with_the_linear_map_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         pair: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Even a loop request that asks for the interpretation map seeds every refinement with filtered_volume,
+    whose map is the linear filter's; the command line does not offer it at all."""
+    s = _start(tmp_path, monkeypatch, pair, refine_resolutions=[3.6])
+    try:
+        with pytest.raises(SystemExit) as exc:
+            _loop(tmp_path, "--interpretation")
+        assert exc.value.code == 2
+        capsys.readouterr()
+        first = cj.FilterRequest(project="P1", workspace="W1", job="J1", interpretation=DenoiseSettings())
+        cs = cj.connect()
+        try:
+            state = cj.run_loop(cs, cj.LoopRequest(filter=first, max_rounds=1, poll_seconds=0.01),
+                                tmp_path / "state.json")
+        finally:
+            cj.disconnect(cs)
+        assert state["rounds"][1]["filter_job"] == "J2"
+        assert "denoised_volume" in s.jobs["J2"]["spec"]["outputs"]  # the interpretation map was made ...
+        volume = [(c[2]["source_job_uid"], c[2]["source_output_name"]) for c in s.calls
+                  if c[0] == "jobs.connect" and c[1]["target_input"] == "volume"]
+        assert volume == [("J2", "filtered_volume")]  # ... but the refinement was seeded with the filtered volume
+        ref = local_filter(pair.half1, pair.half2, pixel_size_angstrom=PSIZE, mask=pair.mask)
+        seeded = s.data[("J2", "filtered_volume")]["map/path"][0]
+        np.testing.assert_array_equal(_read(s.project_dir / seeded), ref.full)  # the linear filter's map
     finally:
         s.stop()
 

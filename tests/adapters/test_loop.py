@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from locband import local_filter
+from locband import denoise
 from locband.adapters.loop import FSC_THRESHOLD, LoopStep, RefinementFilter
+from locband.engine.params import DenoiseParams, DenoiseResult, FilterParams
 from locband.engine.synthetic import synthetic_pair
 from locband.engine.units import cycles_to_angstrom
 
@@ -149,5 +151,38 @@ def test_readme_loop_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert rf.calls == 3 and step.call_index == 3  # three iterations, one filter
     assert step.new_fft_plans == 0  # the third call plans nothing, whatever ran before
     assert len(rf.history) == 3 and step.fsc_resolution_angstrom == rf.history[-1]
-    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("iteration")]
+    out = capsys.readouterr().out.splitlines()
+    printed = [ln for ln in out if ln.startswith("iteration")]
     assert len(printed) == 3  # one line per iteration, as the README shows
+    final = names["final"]
+    assert isinstance(final, DenoiseResult) and final.full.shape == step.full.shape
+    assert [ln for ln in out if ln.startswith("interpretation map")]
+    assert rf.calls == 3  # the interpretation map is not a filter call: the references are untouched
+
+
+def test_interpretation_map_of_an_iteration() -> None:
+    """The interpretation map is `locband denoise`'s, planned once, and it leaves the references alone."""
+    mask, halves = _iterations((28, 30, 32), 2)
+    params = FilterParams(criterion=0.2, apply_mask=True)
+    rf = RefinementFilter((28, 30, 32), pixel_size_angstrom=1.3, mask=mask, params=params, workers=1)
+    ref = RefinementFilter((28, 30, 32), pixel_size_angstrom=1.3, mask=mask, params=params, workers=1)
+    first = rf(*halves[0])
+    got = rf.interpretation(*halves[0])
+    # the engine's interpretation map with the filter's bands and statistics (no mask to apply)
+    expected = denoise(*halves[0], pixel_size_angstrom=1.3, mask=mask, workers=1,
+                       params=DenoiseParams.from_physical(pixel_size_angstrom=1.3,
+                                                          filter=FilterParams(criterion=0.2)))
+    for name in ("full", "half1", "half2", "local_resolution_angstrom"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))  # same code, same data
+    assert not np.array_equal(got.full, first.full)  # not the linear map
+    again = rf.interpretation(*halves[1])
+    assert len(rf._denoisers) == 1 and again.full.shape == got.full.shape  # planned once, reused
+    custom = rf.interpretation(*halves[1], params=DenoiseParams.from_physical(pixel_size_angstrom=1.3,
+                                                                             connectivity=False))
+    assert custom.params.connectivity is False and len(rf._denoisers) == 2
+    # the references: the next step is the same as from a filter that never made an interpretation map
+    ref(*halves[0])
+    step, ref_step = rf(*halves[1]), ref(*halves[1])
+    assert rf.calls == ref.calls == 2 and rf.history == ref.history
+    np.testing.assert_array_equal(step.half1, ref_step.half1)
+    np.testing.assert_array_equal(step.half2, ref_step.half2)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 import pytest
 import starfile
@@ -286,7 +287,30 @@ def test_node_file_round_trip_and_kinds(tmp_path: Path) -> None:
     nodes = build_output_nodes("External/job007/", OUTPUTS)
     write_output_nodes(tmp_path, nodes)
     assert read_output_nodes(tmp_path / OUTPUT_NODES_NAME) == nodes
-    assert set(NODE_TYPES) == {"full", "half1", "local_resolution", "report_pdf"}
+    assert set(NODE_TYPES) == {"full", "half1", "local_resolution", "report_pdf", "denoised_full",
+                               "denoised_report_pdf"}
+
+
+#: the interpretation map's files beside the filter's (output_names.INTERPRETATION), and how RELION sees them
+INTERPRETATION_OUTPUTS = {"denoised_full": "denoised.mrc", "denoised_half1": "denoised_half1.mrc",
+                          "denoised_half2": "denoised_half2.mrc", "denoised_summary": "denoised_summary.json",
+                          "denoised_report_pdf": "denoised_report.pdf"}
+INTERPRETATION_VIEW = {
+    # 3.1: "final map" (11), as RELION types its own post-processed map: 3.1 offers it as no job's input
+    "3.1": {"denoised.mrc": 11, "denoised_report.pdf": 13},
+    "4.0": {"denoised.mrc": "DensityMap.mrc.locband.denoised", "denoised_report.pdf": "LogFile.pdf.relion"},
+    "5.0": {"denoised.mrc": "DensityMap.mrc.locband.denoised", "denoised_report.pdf": "LogFile.pdf.relion"},
+}
+
+
+@pytest.mark.parametrize("version", sorted(VERSION_VIEW))
+def test_interpretation_nodes_for_each_relion_version(tmp_path: Path, version: str) -> None:
+    """The interpretation map is a map node; its halves (validation maps) and its summary are none."""
+    write_output_nodes(tmp_path, build_output_nodes("External/job007/", {**OUTPUTS, **INTERPRETATION_OUTPUTS}))
+    table = starfile.read(tmp_path / OUTPUT_NODES_NAME, always_dict=True)["output_nodes"]
+    column, expected = VERSION_VIEW[version]
+    got = {Path(n).name: v for n, v in zip(table["rlnPipeLineNodeName"], table[column], strict=True)}
+    assert got == {**expected, **INTERPRETATION_VIEW[version]}
 
 
 def test_node_name_with_blank_is_rejected(tmp_path: Path) -> None:
@@ -445,6 +469,66 @@ def test_wrapper_writes_failure_when_python_cannot_start(tmp_path: Path) -> None
     assert _exit_files(out) == {ctl.RELION_JOB_EXIT_FAILURE}
     missing = tmp_path / "no-such-python"
     assert proc.stderr == f"locband-relion-external: LOCBAND_PYTHON={missing} is not an executable Python\n"
+
+
+def test_cli_job_with_the_interpretation_map(tmp_path: Path, refine_dir: Path) -> None:
+    """interpretation yes: the filter's set as before plus the interpretation map, one set, its nodes."""
+    import json
+
+    from locband.io.mrc import read_map
+    from locband.io.outputs import inspect_output_set
+
+    a, b, c = tmp_path / "External" / "job007", tmp_path / "plain", tmp_path / "denoise"
+    h1 = str(refine_dir / "run_half1_class001_unfil.mrc")
+    assert cli.main(["relion-external", "--o", f"{a}/", "--in_3dref", h1, "--in_mask", str(refine_dir / "mask.mrc"),
+                     "--interpretation", "--molecular_mass_kda", "40", "--positivity", "no", "--j", "1"]) == 0
+    assert _exit_files(a) == {ctl.RELION_JOB_EXIT_SUCCESS}
+    nodes = {Path(n.name).name: (n.type_code, n.type_label) for n in read_output_nodes(a / OUTPUT_NODES_NAME)}
+    assert {k: v[0] for k, v in nodes.items()} == {**VERSION_VIEW["3.1"][1], **INTERPRETATION_VIEW["3.1"]}
+    assert nodes["denoised.mrc"][1] == INTERPRETATION_VIEW["5.0"]["denoised.mrc"]
+    for name in INTERPRETATION_OUTPUTS.values():
+        assert (a / name).is_file(), name
+    with mrcfile.open(a / "denoised.mrc") as m:
+        assert "FOR INTERPRETATION, NOT FOR AVERAGING" in " ".join(m.get_labels())
+    # one output set: one manifest, one run id in both summaries, every file listed
+    state = inspect_output_set(a)
+    assert state.complete and set(INTERPRETATION_OUTPUTS.values()) <= set(state.manifest["files"])
+    summary = json.loads((a / "summary.json").read_text())
+    denoised = json.loads((a / "denoised_summary.json").read_text())
+    assert summary["run_id"] == denoised["run_id"] == state.run_id
+    assert denoised["command"] == "denoise" and "never average it again" in denoised["use"]
+    assert denoised["settings"]["positivity"] is False and denoised["settings"]["physical"]["molecular_mass_kda"] == 40
+    assert summary["outputs"]["denoised_full"] == str(a / "denoised.mrc")
+    assert summary["outputs"]["denoised_report_pdf"] == denoised["outputs"]["report_pdf"] == str(a / "denoised_report.pdf")
+    # the local-resolution map is written once: the filter's, the same map the interpretation run measured
+    assert denoised["outputs"]["local_resolution"] == str(a / "local_resolution.mrc")
+    assert denoised["local_resolution_angstrom"]["p50"] == pytest.approx(summary["local_resolution_angstrom"]["p50"],
+                                                                        rel=1e-6)  # float32 percentiles, same map
+    # the filter's maps are those of a job without the interpretation map; the interpretation map is
+    # `locband denoise`'s with the same settings (same code path, identical to the last bit)
+    assert cli.main(["relion-external", "--o", str(b), "--in_3dref", h1, "--in_mask", str(refine_dir / "mask.mrc"),
+                     "--j", "1"]) == 0
+    np.testing.assert_array_equal(read_map(a / "filtered.mrc").data, read_map(b / "filtered.mrc").data)
+    assert cli.main(["denoise", h1, str(refine_dir / "run_half2_class001_unfil.mrc"), "--mask",
+                     str(refine_dir / "mask.mrc"), "--molecular-mass-kda", "40", "--no-positivity", "--threads", "1",
+                     "--out-dir", str(c), "--quiet", "--no-report"]) == 0
+    for name in ("denoised.mrc", "denoised_half1.mrc", "denoised_half2.mrc"):
+        np.testing.assert_array_equal(read_map(a / name).data, read_map(c / name).data)
+    # the same job again without it: the interpretation map, its files and its nodes are gone
+    assert cli.main(["relion-external", "--o", f"{a}/", "--in_3dref", h1, "--j", "1", "--report", "no"]) == 0
+    assert not any((a / name).exists() for name in INTERPRETATION_OUTPUTS.values())
+    assert "denoised.mrc" not in {Path(n.name).name for n in read_output_nodes(a / OUTPUT_NODES_NAME)}
+
+
+def test_cli_job_interpretation_settings_need_the_switch(tmp_path: Path, refine_dir: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "job"
+    assert cli.main(["relion-external", "--o", str(out), "--in_3dref", str(refine_dir), "--molecular_mass_kda",
+                     "40"]) == 1
+    assert _exit_files(out) == {ctl.RELION_JOB_EXIT_FAILURE}
+    assert ("job parameter --molecular_mass_kda is a setting of the interpretation map, which is off: turn on job "
+            "parameter --interpretation") in capsys.readouterr().err
+    assert not (out / "filtered.mrc").exists()
 
 
 def test_outputs_match_filter_command(tmp_path: Path, refine_dir: Path) -> None:

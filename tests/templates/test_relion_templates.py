@@ -9,10 +9,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import starfile
 
 from locband import cli
+from locband.adapters.relion_external import ExternalRequest
 from locband.commands.relion_external import parse_argv as parse_relion_external_args
+from locband.options import DenoiseSettings
 
 REPO = Path(__file__).resolve().parents[2]
 RELION = REPO / "templates" / "relion"
@@ -46,7 +49,7 @@ def external_command(options: dict[str, str], out_dir: str = "External/job005/")
     return argv + shlex.split(options.get("other_args", ""))
 
 
-def check_locband_command(argv: list[str]) -> None:
+def check_locband_command(argv: list[str]) -> ExternalRequest:
     """fn_exe is locband's External job, and locband understands every option the job passes."""
     exe = argv[0]
     if Path(exe).name == "locband-relion-external":
@@ -57,6 +60,7 @@ def check_locband_command(argv: list[str]) -> None:
         rest = argv[2:]
     req = parse_relion_external_args(rest)
     assert req.ignored == (), f"options locband would ignore: {req.ignored}"
+    return req
 
 
 def job_options(path: Path) -> dict[str, str]:
@@ -101,8 +105,25 @@ def test_pipeliner_recipe() -> None:
         key, value = item.split(" == ", 1)
         assert key in EXTERNAL_JOB_OPTIONS, key
         options[key] = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], value)
-    check_locband_command(external_command(options))
+    req = check_locband_command(external_command(options))
+    assert req.interpretation is None  # INTERPRETATION=no by default
+    options["param4_value"] = "yes"  # INTERPRETATION=yes
+    assert options["param4_label"] == "interpretation"
+    assert check_locband_command(external_command(options)).interpretation == DenoiseSettings()
     assert "--RunJobs" in text
+
+
+@pytest.mark.parametrize("path", [RELION / "external_job.star", SCHEDULE / "locband" / "job.star",
+                                  SCHEME / "locband" / "job.star"], ids=["external_job", "schedule", "scheme"])
+def test_job_templates_show_the_interpretation_switch(path: Path) -> None:
+    """Every External job template lists the switch (off), so that the GUI shows it; yes turns it on."""
+    opts = {**job_options(path), "in_3dref": "Refine3D/job012/run_half1_class001_unfil.mrc",
+            "in_mask": "MaskCreate/job001/mask.mrc"}
+    label = next(k for k, v in opts.items() if k.endswith("_label") and v == "interpretation")
+    value = label.replace("_label", "_value")
+    assert opts[value] == "no"
+    assert check_locband_command(external_command(opts)).interpretation is None
+    assert check_locband_command(external_command({**opts, value: "yes"})).interpretation == DenoiseSettings()
 
 
 def test_slurm_template_words_and_threads(tmp_path: Path) -> None:

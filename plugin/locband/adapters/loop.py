@@ -13,22 +13,36 @@ Examples
 ...     step = rf(half1, half2)
 ...     references = (step.half1, step.half2)
 ...     print(step.call_index, step.fsc_resolution_angstrom)
+>>> final = rf.interpretation(half1, half2)   # to look at and build into, never a reference  # doctest: +SKIP
 
-The loop API returns results and raises ``ValueError`` on bad input; it never writes files.
+The references of the next iteration are always the linear filter's (:class:`LoopStep`).
+:meth:`RefinementFilter.interpretation` makes the interpretation map of an iteration's
+half-maps (``locband denoise``): non-linear, for model building and viewing only, never the
+next iteration's references. The loop API returns results and raises ``ValueError`` on bad
+input; it never writes files.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from locband._threads import default_threads
 from locband.engine import _fft
+from locband.engine.denoise import Denoiser
 from locband.engine.local import LocalFilter
-from locband.engine.params import CROSSED, GOLD_STANDARD_FSC, FilterParams, FilterResult, ProgressCallback
+from locband.engine.params import (
+    CROSSED,
+    GOLD_STANDARD_FSC,
+    DenoiseParams,
+    DenoiseResult,
+    FilterParams,
+    FilterResult,
+    ProgressCallback,
+)
 from locband.engine.units import fsc_resolution_angstrom
 
 __all__ = ["LoopStep", "RefinementFilter"]
@@ -118,6 +132,8 @@ class RefinementFilter:
         workers = default_threads() if workers is None else workers
         self._filter = LocalFilter(shape, pixel_size_angstrom=pixel_size_angstrom, mask=mask, params=params,
                                    workers=workers, backend=backend, device=device)
+        self._denoisers: dict[DenoiseParams, Denoiser] = {}
+        self._cpu_backend = backend  # the interpretation map's FFT (it runs on the CPU)
         self.history: list[float] = []
 
     @property
@@ -168,3 +184,46 @@ class RefinementFilter:
                         local_resolution_angstrom=res.local_resolution_angstrom, fsc_resolution_angstrom=fsc_res,
                         call_index=self.calls, seconds=time.perf_counter() - t0,
                         new_fft_plans=_fft.plans_created() - plans_before, result=res, fsc_crossing=status)
+
+    def interpretation(self, half1: npt.ArrayLike, half2: npt.ArrayLike, *, params: DenoiseParams | None = None,
+                       progress: ProgressCallback | None = None) -> DenoiseResult:
+        """The interpretation map of one iteration's half-maps (``locband denoise``).
+
+        Non-linear: for model building and viewing only. It is never the next iteration's
+        reference, and it changes nothing of this filter: the references stay those of
+        :meth:`__call__` (:attr:`LoopStep.half1`, :attr:`LoopStep.half2`).
+
+        Parameters
+        ----------
+        half1, half2 : (nz, ny, nx) array_like
+            The iteration's half-maps (the planned shape), as given to :meth:`__call__`.
+        params : DenoiseParams, optional
+            Settings (:meth:`DenoiseParams.from_physical`); default: the defaults of ``locband
+            denoise`` with this filter's bands and statistics.
+        progress : callable, optional
+            ``progress(fraction, message)`` during the work.
+
+        Returns
+        -------
+        DenoiseResult
+            ``full`` (the interpretation map), ``half1`` and ``half2`` (each processed alone, for
+            cross-validation), the cross-validation FSCs, local resolution.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`__call__`; bad settings.
+
+        Notes
+        -----
+        The interpretation map is planned once per setting and reused (on the CPU, also for a
+        filter made with ``device="cuda"``).
+        """
+        if params is None:
+            bands = replace(self._filter.params, apply_mask=False, keep_band_snr=False)
+            params = DenoiseParams.from_physical(pixel_size_angstrom=self.pixel_size_angstrom, filter=bands)
+        if params not in self._denoisers:
+            f = self._filter
+            self._denoisers[params] = Denoiser(self.shape, pixel_size_angstrom=self.pixel_size_angstrom, mask=f.mask,
+                                               params=params, workers=f.workers, backend=self._cpu_backend)
+        return self._denoisers[params](half1, half2, progress=progress)

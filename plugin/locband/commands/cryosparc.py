@@ -6,16 +6,21 @@ online commands). Credentials are never given on the command line: set CRYOSPARC
 or log in once with 'python -m cryosparc.tools login --url URL'.
 
   filter    new External job connected to --job's volume output; uploads filtered map,
-            halves and local resolution and saves the output 'filtered_volume'
+            halves and local resolution and saves the output 'filtered_volume'; with
+            --interpretation also the interpretation map (locband denoise), saved as a second
+            output 'denoised_volume': for model building and viewing, never a refinement reference
   offline   same outputs from a job folder or its volume .cs into a new folder, plus
-            locband_volume.cs and locband_volume.csg (Import Result Group)
+            locband_volume.cs and locband_volume.csg (Import Result Group); with
+            --interpretation also denoised*.mrc and locband_denoised_volume.cs / .csg
   loop      refinement -> filter -> local refinement seeded with the filtered volume -> ...;
-            resumable (state file), stops when the resolution stops improving or after N rounds
+            resumable (state file), stops when the resolution stops improving or after N rounds;
+            always the linear filtered map (no --interpretation)
 
 Examples
 --------
   locband cryosparc filter --project P3 --workspace W1 --job J42
   locband cryosparc offline /data/P3/J42 --out-dir /data/P3/locband_J42
+  locband cryosparc filter --project P3 --workspace W1 --job J42 --interpretation --molecular-mass-kda 450
   locband cryosparc loop --project P3 --workspace W1 --job J42 --max-rounds 4 --lane default
 """
 
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from locband.adapters.cryosparc import (
+    DENOISED_OUTPUT_NAME,
     FilterRequest,
     LoopRequest,
     OfflineRequest,
@@ -40,7 +46,16 @@ from locband.adapters.cryosparc import (
 )
 from locband.commands._common import add_engine_arguments, engine_from_args
 from locband.errors import OptionError
-from locband.options import OUT_DIR, QUIET, Option, add_arguments, values_from_namespace
+from locband.options import (
+    DENOISE,
+    INTERPRETATION,
+    OUT_DIR,
+    QUIET,
+    DenoiseSettings,
+    Option,
+    add_arguments,
+    values_from_namespace,
+)
 from locband.progress import TerminalProgress
 from locband.summary import fsc_text
 
@@ -93,6 +108,8 @@ LOOP: tuple[Option, ...] = (
 _SUBCOMMANDS = {"filter": ("filter in a new External job (online)", FILTER),
                 "offline": ("filter a job folder or volume .cs into a new folder", OFFLINE),
                 "loop": ("alternate filter and refinement (resumable)", LOOP)}
+#: the subcommands that can also make the interpretation map (the loop seeds refinements: never)
+WITH_INTERPRETATION = ("filter", "offline")
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +120,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, help=text)
         add_arguments(p, options)
         add_engine_arguments(p)
+        if name in WITH_INTERPRETATION:
+            g = p.add_argument_group("interpretation map (with --interpretation; as `locband denoise`)")
+            add_arguments(g, (INTERPRETATION, *DENOISE))
+
+
+def _interpretation(args: argparse.Namespace) -> DenoiseSettings | None:
+    return DenoiseSettings.when_asked(values_from_namespace(args, (INTERPRETATION, *DENOISE)))
 
 
 def parse_refine_params(items: list[str]) -> dict[str, Any]:
@@ -123,7 +147,8 @@ def filter_request(args: argparse.Namespace) -> FilterRequest:
     """Argv (parsed) -> :class:`~locband.adapters.cryosparc.FilterRequest` (pure)."""
     v = values_from_namespace(args, FILTER)
     return FilterRequest(project=v["project"], workspace=v["workspace"], job=v["job"], output=v["output"],
-                         mask_slot=v["mask_slot"], engine=engine_from_args(args), title=v["title"])
+                         mask_slot=v["mask_slot"], engine=engine_from_args(args), title=v["title"],
+                         interpretation=_interpretation(args))
 
 
 def offline_request(args: argparse.Namespace) -> OfflineRequest:
@@ -131,7 +156,7 @@ def offline_request(args: argparse.Namespace) -> OfflineRequest:
     v = values_from_namespace(args, OFFLINE)
     return OfflineRequest(source=Path(v["source"]), out_dir=Path(v["out_dir"]),
                           project_dir=Path(v["project_dir"]) if v["project_dir"] else None, mask_slot=v["mask_slot"],
-                          engine=engine_from_args(args))
+                          engine=engine_from_args(args), interpretation=_interpretation(args))
 
 
 def loop_request(args: argparse.Namespace) -> LoopRequest:
@@ -153,7 +178,8 @@ def _run_filter(args: argparse.Namespace) -> int:
         out = run_filter_job(cs, req, progress=TerminalProgress(enabled=not args.quiet))
     finally:
         disconnect(cs)
-    print(f"locband cryosparc filter: {req.project} {out['external_job']} output '{out['output']}' saved | "
+    also = f" and '{DENOISED_OUTPUT_NAME}' (interpretation map)" if req.interpretation is not None else ""
+    print(f"locband cryosparc filter: {req.project} {out['external_job']} output '{out['output']}'{also} saved | "
           f"FSC=0.143 {fsc_text(out)} (unmasked)")
     return 0
 

@@ -30,18 +30,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from locband.interpretation import DenoiseJob, denoise_files
+from locband.interpretation import ENGINE_OPTIONS, MASK_OPTION, DenoiseJob, denoise_files
 from locband.options import (
-    ENGINE,
+    DENOISE,
     HALF1,
     HALF2,
-    MASK,
     OUT_DIR,
     PIXEL_SIZE,
     QUIET,
     REPORT,
+    DenoiseSettings,
     EngineSettings,
-    Option,
     add_arguments,
     values_from_namespace,
 )
@@ -52,33 +51,12 @@ __all__ = ["OPTIONS", "PRIORS", "SHARPENING", "ENGINE_OPTIONS", "DenoiseCommand"
            "run"]
 
 #: the files and the run, as for ``locband filter``
-OPTIONS = (HALF1, HALF2, dataclasses.replace(MASK, help="soft mask in [0, 1] (MRC): the solvent is flat outside it"),
-           dataclasses.replace(OUT_DIR, default="locband_denoise"), PIXEL_SIZE, QUIET, REPORT)
+OPTIONS = (HALF1, HALF2, MASK_OPTION, dataclasses.replace(OUT_DIR, default="locband_denoise"), PIXEL_SIZE, QUIET,
+           REPORT)
 #: one of two ways to sharpen (or none): mutually exclusive on the command line
-SHARPENING = (
-    Option("sharpen", "switch-off", "no sharpening (default: local sharpening)", "Sharpen?", default=True),
-    Option("bfactor", "number", "one global B-factor in Å² instead of local sharpening (negative sharpens, as in "
-           "RELION's postprocessing)", "B-factor (Å²)", metavar="B"),
-)
-#: the real-space priors and the rest of the interpretation settings
-PRIORS = (
-    Option("molecular_mass_kda", "positive", "mass of the molecule in kDa: its volume (1.23 Å³/Da) sets the solvent "
-           "boundary", "Molecular mass (kDa)", metavar="K"),
-    Option("sharpen_from", "positive", "local sharpening restores the fall-off beyond this resolution in Å",
-           "Sharpen from (Å)", default=10.0, metavar="A", unit="Å"),
-    Option("positivity", "switch-off", "do not assume density above the solvent level", default=True),
-    Option("solvent_flattening", "switch-off", "do not assume a flat solvent", default=True),
-    Option("connectivity", "switch-off", "keep small isolated blobs", default=True),
-    Option("consistency", "switch-off", "keep what only one half shows (default: the average is not trusted where "
-           "the halves differ beyond their noise)", default=True),
-    Option("linear_weights", "switch", "no significance weighting: the linear filter's weights (the priors then "
-           "act only through the flat solvent)", default=False),
-    Option("cycles", "integer", "density-modification cycles (more measured no better, see the README)",
-           default=1, metavar="N"),
-)
-#: the engine options that apply to an interpretation map (the bands, the statistics, the FFT)
-ENGINE_OPTIONS = tuple(o for o in ENGINE if o.name in ("band_ratio", "window_wavelengths", "noise_threshold",
-                                                       "criterion", "fft_backend", "threads"))
+SHARPENING = tuple(o for o in DENOISE if o.name in ("sharpen", "bfactor"))
+#: the real-space priors and the rest of the interpretation settings (:data:`locband.options.DENOISE`)
+PRIORS = tuple(o for o in DENOISE if o not in SHARPENING)
 
 
 @dataclass(frozen=True)
@@ -108,16 +86,12 @@ def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> De
     ValueError
         A band or statistics setting out of range.
     """
-    v = values_from_namespace(args, (*OPTIONS, *SHARPENING, *PRIORS))
-    settings = {"cycles": v["cycles"], "positivity": v["positivity"], "solvent_flattening": v["solvent_flattening"],
-                "connectivity": v["connectivity"], "significance": not v["linear_weights"],
-                "consistency": v["consistency"]}
+    v = values_from_namespace(args, OPTIONS)
+    denoise = DenoiseSettings.from_values(values_from_namespace(args, DENOISE))
     engine = EngineSettings.from_values(values_from_namespace(args, ENGINE_OPTIONS))
     job = DenoiseJob(half1=Path(v["half1"]), half2=Path(v["half2"]), out_dir=Path(v["out_dir"]),
                      mask=Path(v["mask"]) if v["mask"] else None, pixel_size_angstrom=v["pixel_size"],
-                     molecular_mass_kda=v["molecular_mass_kda"], bfactor_angstrom2=v["bfactor"],
-                     sharpen=v["sharpen"], sharpen_from_angstrom=v["sharpen_from"], settings=settings,
-                     engine=engine, report=v["report"])
+                     denoise=denoise, engine=engine, report=v["report"])
     return DenoiseCommand(job=job, quiet=v["quiet"])
 
 

@@ -11,14 +11,20 @@ and exit code 143, 130, 129).
 --in_3dref may be a half-map (the other half is found by name, half1 <-> half2) or a Refine3D
 job folder (its mask: --in_mask, else the refinement's solvent mask). Job parameters
 (paramN_label / paramN_value): half1, half2, angpix, band_ratio, window_wavelengths,
-noise_threshold, criterion, apply_mask, band_snr, fft_backend, device, report.
-Unknown options are reported in run.out and otherwise ignored.
+noise_threshold, criterion, apply_mask, band_snr, fft_backend, device, report, and
+interpretation (yes: also denoised.mrc, the interpretation map of `locband denoise`, registered
+as a map node: for model building and viewing only, never a refinement reference; with its
+halves, denoised_summary.json and denoised_report.pdf) with its settings molecular_mass_kda,
+bfactor, sharpen, sharpen_from, positivity, solvent_flattening, connectivity, consistency,
+linear_weights, cycles. Unknown options are reported in run.out and otherwise ignored.
 
 Examples
 --------
   locband relion-external --o External/job012/ --in_3dref Refine3D/job010/run_half1_class001_unfil.mrc \
       --in_mask MaskCreate/job011/mask.mrc --criterion 0.143 --j 4
   locband relion-external --o External/job013/ --in_3dref Refine3D/job010/ --apply_mask yes --j 2
+  locband relion-external --o External/job014/ --in_3dref Refine3D/job010/ --interpretation yes \
+      --molecular_mass_kda 450 --j 4
   (in RELION: fn_exe = "locband relion-external", or the path of wrappers/locband-relion-external)
 """
 
@@ -31,7 +37,7 @@ from typing import Any
 
 from locband.adapters.relion_external import ExternalRequest, run_job
 from locband.errors import OptionError
-from locband.options import ENGINE, PIXEL_SIZE, REPORT, EngineSettings, Option
+from locband.options import DENOISE, ENGINE, INTERPRETATION, PIXEL_SIZE, REPORT, DenoiseSettings, EngineSettings, Option
 
 __all__ = ["ACCEPTS_UNKNOWN", "RELION_ARGUMENTS", "PARAMETERS", "ALIASES", "add_args", "request_from_args",
            "parse_argv", "run"]
@@ -60,6 +66,8 @@ PARAMETERS: dict[str, Option] = {
     "angpix": PIXEL_SIZE,
     **{o.name: o for o in ENGINE if o.name != "threads"},  # threads: RELION's own --j
     "report": REPORT,
+    "interpretation": INTERPRETATION,
+    **{o.name: o for o in DENOISE},
 }
 #: other spellings of a label (besides the label with dashes)
 ALIASES: dict[str, tuple[str, ...]] = {"angpix": ("pixel_size",), "pipeline_control": ("pipeline-control",)}
@@ -108,11 +116,13 @@ def request_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> Ex
     except ValueError as exc:
         raise OptionError(f"job parameter out of range: {exc}") from None
     ignored = [f"--{n} {getattr(args, n)}" for n in _IGNORED_INPUTS if getattr(args, n) is not None]
+    called = {o.name: f"job parameter --{label}" for label, o in PARAMETERS.items()}
+    interpretation = DenoiseSettings.when_asked(values, called=called)
     return ExternalRequest(out_dir=str(args.o), in_3dref=args.in_3dref or None, half1=values.get("half1"),
                            half2=values.get("half2"), mask=args.in_mask or None,
                            pixel_size_angstrom=values.get("pixel_size"), engine=engine, max_threads=max_threads,
                            report=values.get("report", True), pipeline_control=args.pipeline_control,
-                           ignored=(*ignored, *extra))
+                           ignored=(*ignored, *extra), interpretation=interpretation)
 
 
 def parse_argv(argv: Sequence[str]) -> ExternalRequest:

@@ -12,6 +12,12 @@ table, global FSC, local-resolution histogram, map slices, 3D viewer, the PNG re
 one small subclass of :class:`LocbandJob`: a process name, a subcommand, an option table and an
 output table.
 
+Two jobs: ``locband.postprocess.local_filter`` (``locband filter``) and
+``locband.postprocess.local_denoising`` (``locband denoise``, the interpretation map: for model
+building and viewing only, never a refinement reference; its table :data:`DENOISE_OPTIONS` holds
+the interpretation map's settings of :data:`locband.options.DENOISE`, the engine settings that
+apply to it, and the files, report and threads as below).
+
 The option table of ``locband.postprocess.local_filter`` (:data:`FILTER_OPTIONS`) is derived from
 locband's own (:mod:`locband.options`): the half-maps, mask and voxel size, every engine setting
 under its own name (defaults those of :class:`~locband.engine.params.FilterParams`), ``report``
@@ -20,6 +26,8 @@ adds ``--out-dir <job folder>`` and ``--quiet`` (no progress lines in run.err).
 """
 
 from locband.adapters.ccpem.fields import (
+    DENOISE_OPTIONS,
+    DENOISE_OUTPUTS,
     FILTER_OPTIONS,
     FILTER_OUTPUTS,
     JobField,
@@ -27,7 +35,7 @@ from locband.adapters.ccpem.fields import (
     build_arguments,
     params_from_values,
 )
-from locband.adapters.ccpem.job import LocbandFilterJob, LocbandJob, locband_executable
+from locband.adapters.ccpem.job import LocbandDenoiseJob, LocbandFilterJob, LocbandJob, locband_executable
 
-__all__ = ["JobField", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "LocbandJob", "LocbandFilterJob",
-           "build_arguments", "locband_executable", "params_from_values"]
+__all__ = ["JobField", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "DENOISE_OPTIONS", "DENOISE_OUTPUTS", "LocbandJob",
+           "LocbandFilterJob", "LocbandDenoiseJob", "build_arguments", "locband_executable", "params_from_values"]

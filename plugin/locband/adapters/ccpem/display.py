@@ -14,10 +14,10 @@ from locband.engine.params import FSC_THRESHOLDS
 from locband.engine.units import cycles_to_angstrom
 from locband.io.mrc import read_map
 from locband.io.paths import is_file
-from locband.report import local_resolution_histogram
+from locband.report import cross_validation_curves, local_resolution_histogram
 from locband.summary import fsc_text, within_text
 
-__all__ = ["summary_table", "fsc_graph", "histogram", "map_slices"]
+__all__ = ["summary_table", "fsc_graph", "cross_validation_graph", "histogram", "map_slices"]
 
 
 def summary_table(summary: dict[str, Any], path: str) -> Any:
@@ -62,6 +62,26 @@ def fsc_graph(summary: dict[str, Any], path: str) -> Any:
         labels.append(f"FSC = {threshold:g}")
     return create_results_display_object(
         "graph", title="Global FSC of the input half-maps", xvalues=xs, yvalues=ys, data_series_labels=labels,
+        xaxis_label="spatial frequency (1/Å)", yaxis_label="FSC", xrange=[0.0, nyquist], yrange=[-0.1, 1.05],
+        associated_data=[path])
+
+
+def cross_validation_graph(summary: dict[str, Any], path: str) -> Any:
+    """An interpretation map's cross-validation, as the report draws it: each processed half against the raw other half.
+
+    The mean of both directions for the denoised halves and for the linear filter's, next to the
+    raw half-map FSC (masked when the run had a mask), against spatial frequency in 1/Å.
+    """
+    px = float(summary["pixel_size_angstrom"])
+    which, curves = cross_validation_curves(summary)
+    raw = (summary.get("fsc") or {}).get(which) or {}
+    series = [(f"raw half-maps ({which})", raw.get("frequency_cycles_per_voxel", []), raw.get("fsc", [])),
+              *((f"{name} half vs raw other half ({which})", f, v) for name, f, v in curves)]
+    nyquist = float(1.0 / cycles_to_angstrom(0.5, pixel_size_angstrom=px))
+    xs = [[float(x) / px for x in f] for _, f, _ in series]  # cycles/voxel -> 1/Å
+    return create_results_display_object(
+        "graph", title="Cross-validation: what the processing added (not a resolution)", xvalues=xs,
+        yvalues=[[float(y) for y in v] for _, _, v in series], data_series_labels=[name for name, _, _ in series],
         xaxis_label="spatial frequency (1/Å)", yaxis_label="FSC", xrange=[0.0, nyquist], yrange=[-0.1, 1.05],
         associated_data=[path])
 

@@ -1,4 +1,4 @@
-"""The CCP-EM job's option and output tables, derived from locband's own (:mod:`locband.options`).
+"""The CCP-EM jobs' option and output tables, derived from locband's own (:mod:`locband.options`).
 
 A job option becomes a ``locband`` argument (:func:`build_arguments`) and a pipeliner job option
 (:func:`job_option`); an output file becomes a typed pipeliner node.
@@ -15,21 +15,24 @@ from pipeliner.job_options import (
     FileDescription,
     FloatJobOption,
     InputNodeJobOption,
+    IntJobOption,
     JobOption,
     JobOptionCondition,
     MultipleChoiceJobOption,
 )
 from pipeliner.nodes import NODE_DENSITYMAP, NODE_IMAGE3D, NODE_LOGFILE, NODE_MASK3D, NODE_PROCESSDATA
 
-from locband import options
+from locband import interpretation, options
 from locband.engine.params import FilterParams
+from locband.output_names import DENOISE as DENOISE_NAMES
 from locband.output_names import FILTER as OUTPUT_NAMES
 
-__all__ = ["JobField", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "build_arguments", "params_from_values",
-           "job_option"]
+__all__ = ["JobField", "Output", "FILTER_OPTIONS", "FILTER_OUTPUTS", "DENOISE_OPTIONS", "DENOISE_OUTPUTS",
+           "build_arguments", "params_from_values", "job_option"]
 
 _MAP_FILES = FileDescription("3D map", [".mrc", ".map"])
 _SETTINGS = "Filter settings"
+_INTERPRETATION = "Interpretation map"
 _AUTO = "auto"
 
 
@@ -44,9 +47,9 @@ class JobField:
         (``HALF1``).
     kind : str
         ``halfmap`` (required map input), ``mask`` (optional mask input), ``number`` (blank
-        leaves the flag out), ``switch`` (the flag is given for yes), ``no-switch`` (the flag is
-        given for no), ``choice`` (``auto`` leaves the flag out) or ``threads`` (the
-        pipeliner's own ``nr_threads``).
+        leaves the flag out), ``integer`` (likewise), ``switch`` (the flag is given for yes),
+        ``no-switch`` (the flag is given for no), ``choice`` (``auto`` leaves the flag out) or
+        ``threads`` (the pipeliner's own ``nr_threads``).
     label : str
         Label in the GUI.
     help : str
@@ -60,6 +63,8 @@ class JobField:
         Step of a ``number`` slider in the GUI.
     group : str
         Group of options in the GUI.
+    default : object
+        The default shown when the option is no engine setting (``params_field`` None).
     """
 
     flag: str
@@ -70,6 +75,7 @@ class JobField:
     choices: tuple[str, ...] = ()
     step: float = 0.01
     group: str = "Main"
+    default: Any = None
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,8 @@ class Output:
 
 
 #: locband's option kinds -> the job option kinds above
-_KINDS = {"number": "number", "positive": "number", "switch": "switch", "switch-off": "no-switch",
-          "choice": "choice", "count": "threads", "path": "mask"}
+_KINDS = {"number": "number", "positive": "number", "integer": "integer", "switch": "switch",
+          "switch-off": "no-switch", "choice": "choice", "count": "threads", "path": "mask"}
 
 
 def _sentence(text: str) -> str:
@@ -107,7 +113,8 @@ def _field(option: options.Option, *, kind: str | None = None, group: str = _SET
     """The job option for one row of locband's option table."""
     return JobField(flag=option.metavar or option.name if option.positional else option.cli_flag,
                     kind=kind or _KINDS[option.kind], label=option.label, help=_sentence(option.help),
-                    params_field=option.params_field, choices=option.choices, step=option.step, group=group)
+                    params_field=option.params_field, choices=option.choices, step=option.step, group=group,
+                    default=None if option.params_field else option.default)
 
 
 _THREADS = options.by_name(options.ENGINE)["threads"]
@@ -133,9 +140,36 @@ FILTER_OUTPUTS: dict[str, Output] = {
     "report_pdf": Output(OUTPUT_NAMES["report_pdf"], NODE_LOGFILE, ("locband", "report"), only_if="report"),
 }
 
+#: job option -> ``locband denoise`` argument: the half-maps, mask and voxel size, the interpretation
+#: map's settings (:data:`locband.options.DENOISE`), the engine's that apply to it, the report, threads
+DENOISE_OPTIONS: dict[str, JobField] = {
+    "half_map_1": FILTER_OPTIONS["half_map_1"],
+    "half_map_2": FILTER_OPTIONS["half_map_2"],
+    "mask": _field(interpretation.MASK_OPTION, group="Main"),
+    "pixel_size": FILTER_OPTIONS["pixel_size"],
+    **{o.name: _field(o, group=_INTERPRETATION) for o in options.DENOISE},
+    **{o.name: _field(o) for o in interpretation.ENGINE_OPTIONS if o is not _THREADS},
+    "report": _field(options.REPORT),
+    "nr_threads": FILTER_OPTIONS["nr_threads"],
+}
+
+#: output kind -> file (as ``locband denoise`` names it) and node. The halves, each processed on its
+#: own, are for cross-validation: no ``halfmap`` keyword (averaging them or taking their FSC as a
+#: resolution would be wrong for non-linear maps)
+DENOISE_OUTPUTS: dict[str, Output] = {
+    "full": Output(DENOISE_NAMES["full"], NODE_DENSITYMAP, ("locband", "denoised")),
+    "half1": Output(DENOISE_NAMES["half1"], NODE_DENSITYMAP, ("locband", "denoised", "crossvalidation")),
+    "half2": Output(DENOISE_NAMES["half2"], NODE_DENSITYMAP, ("locband", "denoised", "crossvalidation")),
+    "local_resolution": Output(DENOISE_NAMES["local_resolution"], NODE_IMAGE3D, ("locband", "localresmap")),
+    "summary": Output(DENOISE_NAMES["summary"], NODE_PROCESSDATA, ("locband", "denoised", "summary")),
+    "report_pdf": Output(DENOISE_NAMES["report_pdf"], NODE_LOGFILE, ("locband", "denoised", "report"),
+                         only_if="report"),
+}
+
+
 def job_option(name: str, opt: JobField, defaults: FilterParams) -> JobOption[Any]:
     """The pipeliner job option for one row of an option table."""
-    default = getattr(defaults, opt.params_field) if opt.params_field else None
+    default = getattr(defaults, opt.params_field) if opt.params_field else opt.default
     common: dict[str, Any] = {"label": opt.label, "help_text": opt.help, "jobop_group": opt.group}
     if opt.kind == "halfmap":
         return InputNodeJobOption(node_type=NODE_DENSITYMAP, node_kwds=["halfmap"], pattern=_MAP_FILES,
@@ -145,6 +179,8 @@ def job_option(name: str, opt: JobField, defaults: FilterParams) -> JobOption[An
     if opt.kind == "number":
         return FloatJobOption(default_value=None if default is None else float(default), step_value=opt.step,
                               **common)
+    if opt.kind == "integer":
+        return IntJobOption(default_value=None if default is None else int(default), **common)
     if opt.kind == "switch":
         deactivate = JobOptionCondition([("mask", "=", "")]) if opt.params_field == "apply_mask" else None
         return BooleanJobOption(default_value=bool(default), deactivate_if=deactivate, **common)
@@ -161,7 +197,7 @@ def build_arguments(options: Mapping[str, JobField], values: Mapping[str, Any]) 
     Parameters
     ----------
     options : mapping
-        An option table (:data:`FILTER_OPTIONS`).
+        An option table (:data:`FILTER_OPTIONS`, :data:`DENOISE_OPTIONS`).
     values : mapping
         Job option name -> value as the pipeliner holds it (str, float or None, bool, int).
 
@@ -176,7 +212,7 @@ def build_arguments(options: Mapping[str, JobField], values: Mapping[str, Any]) 
         value = values.get(name)
         if opt.kind == "halfmap":
             positional.append(str(value))
-        elif opt.kind in ("mask", "number", "threads"):
+        elif opt.kind in ("mask", "number", "integer", "threads"):
             if value not in (None, ""):
                 flags += [opt.flag, str(value)]
         elif opt.kind == "choice":

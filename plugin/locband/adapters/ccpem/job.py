@@ -14,8 +14,10 @@ from pipeliner.job_options import JobOptionValidationResult
 from pipeliner.pipeliner_job import ExternalProgram, PipelinerCommand, PipelinerJob, Ref
 
 from locband import __version__
-from locband.adapters.ccpem.display import fsc_graph, histogram, map_slices, summary_table
+from locband.adapters.ccpem.display import cross_validation_graph, fsc_graph, histogram, map_slices, summary_table
 from locband.adapters.ccpem.fields import (
+    DENOISE_OPTIONS,
+    DENOISE_OUTPUTS,
     FILTER_OPTIONS,
     FILTER_OUTPUTS,
     JobField,
@@ -25,14 +27,15 @@ from locband.adapters.ccpem.fields import (
     params_from_values,
 )
 from locband.engine.params import FilterParams
-from locband.errors import InputFileError
+from locband.errors import InputFileError, OptionError
 from locband.inputs import check_inputs_agree
 from locband.io.mrc import read_map_header
 from locband.io.paths import console_script, is_file
 from locband.io.summary import read_json
+from locband.options import DENOISE, DenoiseSettings
 from locband.output_names import FILTER as OUTPUT_NAMES
 
-__all__ = ["LocbandJob", "LocbandFilterJob", "locband_executable"]
+__all__ = ["LocbandJob", "LocbandFilterJob", "LocbandDenoiseJob", "locband_executable"]
 
 _REFERENCES = [
     Ref(authors=["locband developers"],
@@ -217,3 +220,61 @@ class LocbandFilterJob(LocbandJob):
             "usable as references), the local-resolution map (Å), summary.json and a PNG/PDF report. "
             "Inputs must be unfiltered, unmasked half-maps of the same box and voxel size."
         )
+
+
+class LocbandDenoiseJob(LocbandJob):
+    """``locband denoise`` as a CCP-EM pipeliner job (``locband.postprocess.local_denoising``).
+
+    The interpretation map: for model building and viewing only, never averaged again or used as
+    a refinement reference. Results as the filter job's (the summaries share their keys), plus
+    the cross-validation curves.
+    """
+
+    PROCESS_NAME = "locband.postprocess.local_denoising"
+    SUBCOMMAND = "denoise"
+    OPTIONS = DENOISE_OPTIONS
+    OUTPUTS = DENOISE_OUTPUTS
+
+    def describe(self) -> None:
+        """Texts shown in Doppio's job list and help."""
+        self.jobinfo.display_name = "locband interpretation map"
+        self.jobinfo.short_desc = ("Model-free density modification of half-maps: a map for model building, "
+                                   "never for refinement")
+        self.jobinfo.long_desc = (
+            "locband denoise makes an interpretation map from two half-maps: on the bands and local statistics "
+            "of the locband local filter, every voxel of every band is weighted by how certain it is to be signal "
+            "(the real-space priors, positive density, flat solvent, expected volume from the molecular mass, "
+            "connectivity, deciding where the data say little), and the local fall-off of the amplitudes is "
+            "restored where the bands are significant (local sharpening; or one global B-factor, or none). No "
+            "atomic model, no network. The map is non-linear: build into it and look at it, but never average "
+            "it again or use it as a refinement reference (use locband.postprocess.local_filter for that). Each "
+            "half is also processed on its own, using the other half's statistics but never its voxels; its "
+            "agreement with the raw other half (the cross-validation curves) shows what the processing added. "
+            "Outputs: denoised.mrc, denoised_half1.mrc and denoised_half2.mrc (cross-validation), the "
+            "local-resolution map (Å), summary.json and a PNG/PDF report. Inputs must be unfiltered, unmasked "
+            "half-maps of the same box and voxel size."
+        )
+
+    def additional_joboption_validation(self) -> list[JobOptionValidationResult]:
+        """As the filter job's, and the interpretation map's settings as ``locband denoise`` checks them."""
+        errors = super().additional_joboption_validation()
+        values = self._values()
+        names = [o.name for o in DENOISE if o.name in self.joboptions]
+        try:
+            DenoiseSettings.from_values({n: values[n] for n in names}, called={n: f"job option {n}" for n in names})
+        except OptionError as exc:
+            errors.append(JobOptionValidationResult("error", [self.joboptions[n] for n in names], str(exc)))
+        return errors
+
+    def gather_metadata(self) -> dict[str, Any]:
+        """The filter job's metadata, what the map is for, and the envelope volume."""
+        summary = read_json(self._path("summary"))
+        return {**super().gather_metadata(), "use": summary.get("use"),
+                "envelope_volume_angstrom3": summary.get("envelope_volume_angstrom3")}
+
+    def create_results_display(self) -> Sequence[Any]:
+        """The filter job's display, with the cross-validation curves after the global FSC."""
+        objects = list(super().create_results_display())
+        summary_path = self._path("summary")
+        objects.insert(2, cross_validation_graph(read_json(summary_path), summary_path))
+        return objects

@@ -18,6 +18,8 @@ never from the command line).
 """
 
 from locband.adapters.cryosparc.common import (
+    DENOISED_OUTPUT_NAME,
+    DENOISED_SLOT_KINDS,
     HALF_SLOTS,
     INPUT_NAME,
     OUTPUT_NAME,
@@ -35,6 +37,7 @@ from locband.adapters.cryosparc.offline import filter_offline
 from locband.adapters.cryosparc.online import run_filter_job
 from locband.adapters.cryosparc.session import connect, disconnect
 
-__all__ = ["HALF_SLOTS", "INPUT_NAME", "OUTPUT_NAME", "OUTPUT_SLOTS", "FilterRequest", "LoopRequest", "OfflineRequest",
+__all__ = ["DENOISED_OUTPUT_NAME", "DENOISED_SLOT_KINDS",
+           "HALF_SLOTS", "INPUT_NAME", "OUTPUT_NAME", "OUTPUT_SLOTS", "FilterRequest", "LoopRequest", "OfflineRequest",
            "build_output_fields", "check_volume_record", "choose_mask_slot", "connect", "disconnect", "filter_offline",
            "loop_decision", "output_slot_specs", "run_filter_job", "run_loop"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ from locband.errors import CryosparcJobError
 from locband.inputs import PIXEL_SIZE_RTOL, naming_engine_errors
 from locband.io.cs import VolumeRecord
 from locband.io.mrc import MapData
-from locband.options import EngineSettings
+from locband.options import DenoiseSettings, EngineSettings
+from locband.output_names import INTERPRETATION_PREFIX
 
 __all__ = ["HALF_SLOTS", "OUTPUT_SLOTS", "SLOT_KINDS", "MASK_SLOTS_AUTO", "OUTPUT_NAME", "INPUT_NAME",
-           "DEFAULT_SLOT_DTYPE", "FilterRequest", "OfflineRequest", "LoopRequest", "choose_mask_slot",
+           "DENOISED_OUTPUT_NAME", "DENOISED_SLOT_KINDS", "DENOISED_TITLE", "DEFAULT_SLOT_DTYPE", "FilterRequest",
+           "OfflineRequest", "LoopRequest", "choose_mask_slot",
            "check_volume_record", "output_slot_specs", "build_output_fields", "filter_maps", "check_against_record"]
 
 HALF_SLOTS = ("map_half_A", "map_half_B")
@@ -29,11 +32,21 @@ MASK_SLOTS_AUTO = ("mask_fsc", "mask_refine")
 OUTPUT_NAME = "filtered_volume"
 INPUT_NAME = "input_volume"
 DEFAULT_SLOT_DTYPE = "blob"
+#: the interpretation map's own output (``--interpretation``), apart from the one that seeds refinements:
+#: slot -> output kind (:data:`locband.output_names.INTERPRETATION`). Its halves (each processed alone,
+#: for cross-validation) are no ``map_half_A``/``_B``: an FSC between them is no resolution.
+DENOISED_OUTPUT_NAME = "denoised_volume"
+DENOISED_SLOT_KINDS = {"map": INTERPRETATION_PREFIX + "full", "map_crossval_A": INTERPRETATION_PREFIX + "half1",
+                       "map_crossval_B": INTERPRETATION_PREFIX + "half2"}
+DENOISED_TITLE = "locband interpretation map (never a refinement reference)"
 
 
 @dataclass(frozen=True)
 class FilterRequest:
-    """What ``locband cryosparc filter`` was asked to do (pure data, built from argv)."""
+    """What ``locband cryosparc filter`` was asked to do (pure data, built from argv).
+
+    ``interpretation``: also the interpretation map, in its own output (:data:`DENOISED_OUTPUT_NAME`).
+    """
 
     project: str
     workspace: str
@@ -42,6 +55,7 @@ class FilterRequest:
     mask_slot: str = "auto"
     engine: EngineSettings = field(default_factory=EngineSettings)
     title: str = "locband local filter"
+    interpretation: DenoiseSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,8 @@ class OfflineRequest:
         ``auto``, ``none`` or a slot name.
     engine : EngineSettings
         Filter settings, threads and FFT backend.
+    interpretation : DenoiseSettings or None
+        Also the interpretation map, with these settings (its own dataset and group file).
     """
 
     source: Path
@@ -67,6 +83,7 @@ class OfflineRequest:
     project_dir: Path | None = None
     mask_slot: str = "auto"
     engine: EngineSettings = field(default_factory=EngineSettings)
+    interpretation: DenoiseSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -113,13 +130,14 @@ def check_volume_record(record: VolumeRecord) -> float:
     return pa
 
 
-def output_slot_specs(source_dtypes: dict[str, str]) -> list[dict[str, str]]:
-    """Slots of the new ``volume`` output; dtypes copied from the source output's results.
+def output_slot_specs(source_dtypes: dict[str, str], slots: Iterable[str] = OUTPUT_SLOTS) -> list[dict[str, str]]:
+    """Slots of a new ``volume`` output; dtypes copied from the source output's results.
 
-    ``map_locres`` (not in a refinement's output) takes the dtype of the source's ``map``.
+    A slot the source does not have (``map_locres``, the interpretation map's) takes the dtype
+    of the source's ``map``.
     """
     fallback = source_dtypes.get("map", DEFAULT_SLOT_DTYPE)
-    return [{"name": s, "dtype": source_dtypes.get(s, fallback)} for s in OUTPUT_SLOTS]
+    return [{"name": s, "dtype": source_dtypes.get(s, fallback)} for s in slots]
 
 
 def build_output_fields(paths: dict[str, str], *, shape: tuple[int, ...],

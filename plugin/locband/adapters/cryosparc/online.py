@@ -3,6 +3,8 @@
 Reads the refinement's ``volume`` output, checks it, and only then creates an External job
 connected to it, filters, uploads filtered map, filtered halves and local resolution into the
 External job's folder and saves a ``volume`` output whose slot dtypes copy the source output's.
+With ``interpretation`` the job also makes the interpretation map and saves it as a second
+output, ``denoised_volume`` (never the one a refinement is seeded with).
 Bad input therefore leaves nothing in the project; a failure after the job was created marks it
 failed with the reason (``with job.run()``). The maps are read in place where the project folder
 is visible from this machine, and downloaded otherwise.
@@ -17,6 +19,9 @@ from typing import Any
 
 from locband import __version__
 from locband.adapters.cryosparc.common import (
+    DENOISED_OUTPUT_NAME,
+    DENOISED_SLOT_KINDS,
+    DENOISED_TITLE,
     HALF_SLOTS,
     INPUT_NAME,
     OUTPUT_NAME,
@@ -33,14 +38,18 @@ from locband.adapters.cryosparc.session import JobLog, api_call
 from locband.engine.params import ProgressCallback
 from locband.errors import CryosparcJobError
 from locband.inputs import load_inputs
+from locband.interpretation import PROGRESS_SHARE, DenoiseJob, interpretation_part
 from locband.io.cs import VolumeRecord, download, project_file, record_from_dataset, upload
 from locband.io.mrc import MapData, write_map
 from locband.io.paths import temporary_folder
 from locband.io.summary import write_json
-from locband.output_names import cryosparc_upload_name
+from locband.output_names import INTERPRETATION_PREFIX, MAP_KINDS, cryosparc_upload_name
+from locband.pipeline import OutputPart
+from locband.progress import stage
 from locband.summary import fsc_text, summarise
 
 __all__ = ["run_filter_job"]
+
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,9 @@ def _create_job(src: _Source, req: FilterRequest) -> Any:
         ext.connect(INPUT_NAME, req.job, req.output, slots=[{"name": s, "dtype": src.dtypes[s]} for s in src.slots])
         ext.add_output(type="volume", name=OUTPUT_NAME, slots=output_slot_specs(src.dtypes),
                        title="locband filtered volume")
+        if req.interpretation is not None:
+            ext.add_output(type="volume", name=DENOISED_OUTPUT_NAME, title=DENOISED_TITLE,
+                           slots=output_slot_specs(src.dtypes, DENOISED_SLOT_KINDS))
     except Exception as exc:
         ext.stop(error=f"locband could not set up the job: {exc}")
         raise
@@ -152,6 +164,40 @@ def _upload_results(ext: Any, result: Any, summary: dict[str, Any], origin: tupl
     return names
 
 
+def _upload_interpretation(ext: Any, part: OutputPart, tmp: Path) -> dict[str, str]:
+    """The interpretation map, its halves (labelled for interpretation) and summary; returns slot -> uploaded name."""
+    names = {slot: cryosparc_upload_name(ext.uid, INTERPRETATION_PREFIX + slot) for slot in DENOISED_SLOT_KINDS}
+    px, labels = part.result.pixel_size_angstrom, part.labels or {}
+    for slot, name in names.items():
+        kind = DENOISED_SLOT_KINDS[slot].removeprefix(part.prefix)
+        upload(ext, name, write_map(tmp / name, getattr(part.result, MAP_KINDS[kind]), pixel_size_angstrom=px,
+                                    origin=part.origin, labels=labels.get(kind, ())))
+    summary_name = cryosparc_upload_name(ext.uid, INTERPRETATION_PREFIX + "summary")
+    upload(ext, summary_name, write_json(tmp / summary_name, part.summary))
+    return names
+
+
+def _save(ext: Any, output: str, names: dict[str, str], shape: tuple[int, ...], px: float) -> None:
+    dset = ext.alloc_output(output, 1)
+    for key, value in build_output_fields({s: f"{ext.uid}/{n}" for s, n in names.items()}, shape=shape,
+                                          pixel_size_angstrom=px).items():
+        dset[key] = value
+    ext.save_output(output, dset)
+
+
+def _interpretation(req: FilterRequest, maps: tuple[MapData, MapData, MapData | None], inputs: dict[str, str | None],
+                    tmp: Path, progress: Any) -> OutputPart | None:
+    """The interpretation map of the same files, when asked (``None`` otherwise)."""
+    if req.interpretation is None:
+        return None
+    m1, m2, mk = maps
+    job = DenoiseJob(half1=Path(m1.path), half2=Path(m2.path), out_dir=tmp, mask=None if mk is None else Path(mk.path),
+                     denoise=req.interpretation, engine=req.engine, report=False)
+    part = interpretation_part(job, progress=progress)
+    part.summary["inputs"] = inputs  # project paths, as the filter's summary names them
+    return part
+
+
 def _run_in_job(ext: Any, req: FilterRequest, maps: tuple[MapData, MapData, MapData | None], px: float, tmp: Path,
                 mslot: str | None, inputs: dict[str, str | None], progress: ProgressCallback | None) -> dict[str, Any]:
     m1, m2, mk = maps
@@ -162,22 +208,25 @@ def _run_in_job(ext: Any, req: FilterRequest, maps: tuple[MapData, MapData, MapD
         if progress is not None:
             progress(fraction, message)
 
+    share = 0.0 if req.interpretation is None else PROGRESS_SHARE
     with ext.run():
         ext.log(f"locband {__version__}: filtering {req.job} {req.output} ({'x'.join(map(str, m1.data.shape))} "
                 f"voxels, {px:.4f} Å, mask {mslot or 'none'})")
         with warnings.catch_warnings(record=True) as caught:  # data-quality warnings go to the job's log too
             warnings.simplefilter("always")
-            result = filter_maps(m1, m2, mk, px, req.engine, both)
+            result = filter_maps(m1, m2, mk, px, req.engine, stage(both, 0.0, 1.0 - share))
+            part = _interpretation(req, maps, inputs, tmp, stage(both, 1.0 - share, share, "interpretation map: "))
         for w in caught:
             ext.log(f"locband: {w.message}", level="warning")
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         summary = summarise(result, inputs=inputs, timings={}, mask=None if mk is None else mk.data)
         names = _upload_results(ext, result, summary, m1.origin, px, tmp)
-        dset = ext.alloc_output(OUTPUT_NAME, 1)
-        for key, value in build_output_fields({s: f"{ext.uid}/{n}" for s, n in names.items()},
-                                              shape=result.full.shape, pixel_size_angstrom=px).items():
-            dset[key] = value
-        ext.save_output(OUTPUT_NAME, dset)
+        denoised = _upload_interpretation(ext, part, tmp) if part is not None else None
+        _save(ext, OUTPUT_NAME, names, result.full.shape, px)
+        if denoised is not None:
+            _save(ext, DENOISED_OUTPUT_NAME, denoised, result.full.shape, px)
+            ext.log(f"locband: interpretation map saved as output '{DENOISED_OUTPUT_NAME}': for model building and "
+                    f"viewing only, never a refinement reference (refinements take '{OUTPUT_NAME}')")
         which = "unmasked" if summary["fsc"]["masked"] is None else "masked"
         ext.log(f"locband: done; FSC=0.143 {fsc_text(summary, which)} ({which}); output '{OUTPUT_NAME}' saved")
     return summary

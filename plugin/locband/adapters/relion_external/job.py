@@ -11,15 +11,16 @@ from typing import TextIO
 
 from locband.adapters.relion_external.lifecycle import JobControl, relion_job
 from locband.errors import EXIT_FAILURE, EXIT_OK, InputFileError, JobAborted, OptionError, exit_code
+from locband.interpretation import PROGRESS_SHARE, DenoiseJob, interpretation_part
 from locband.io.atomic import ensure_output_dir
 from locband.io.paths import is_dir, is_file
 from locband.io.relion_control import EXIT_FILES, LOG_NAME, RELION_JOB_ABORT_NOW
 from locband.io.relion_metadata import last_optimiser_star, read_optimiser_general, solvent_mask_name
 from locband.io.relion_nodes import OutputNode, format_output_nodes, write_node_file
-from locband.options import EngineSettings
-from locband.output_names import RELION_EXTERNAL
+from locband.options import DenoiseSettings, EngineSettings
+from locband.output_names import INTERPRETATION_PREFIX, RELION_EXTERNAL
 from locband.pipeline import FilterJob, filter_files, plan_outputs
-from locband.progress import TerminalProgress
+from locband.progress import TerminalProgress, stage
 from locband.summary import fsc_text
 
 __all__ = [
@@ -35,11 +36,17 @@ __all__ = [
 
 #: output kind -> (RELION 3.1 node type, RELION 4.0/5.0 node type label).
 #: Only half 1 is a node, as in Refine3D: PostProcess and LocalRes find half 2 by name.
+#: The interpretation map is typed as RELION types its own post-processed map: 3.1's "final map"
+#: (11, which 3.1 never offers as an input, so never as a reference), a DensityMap in 4.0/5.0
+#: (ModelAngelo, MaskCreate, display). Its two halves are no nodes: they are validation maps,
+#: and a half-map node would be averaged and FSC'd by PostProcess and LocalRes.
 NODE_TYPES: dict[str, tuple[int, str]] = {
     "full": (6, "DensityMap.mrc"),
     "half1": (10, "DensityMap.mrc.halfmap"),
     "local_resolution": (12, "Image3D.mrc.localresmap"),
     "report_pdf": (13, "LogFile.pdf.relion"),
+    INTERPRETATION_PREFIX + "full": (11, "DensityMap.mrc.locband.denoised"),
+    INTERPRETATION_PREFIX + "report_pdf": (13, "LogFile.pdf.relion"),
 }
 
 #: names Refine3D gives its final unfiltered half-maps
@@ -49,7 +56,10 @@ _HALF_TOKEN = re.compile(r"(?<![0-9A-Za-z])half([12])(?![0-9])")
 
 @dataclass(frozen=True)
 class ExternalRequest:
-    """Everything one External job run was asked to do (no file has been looked at yet)."""
+    """Everything one External job run was asked to do (no file has been looked at yet).
+
+    ``interpretation``: also make the interpretation map (``denoised.mrc``) with these settings.
+    """
 
     out_dir: str
     in_3dref: str | None = None
@@ -62,6 +72,7 @@ class ExternalRequest:
     report: bool = True
     pipeline_control: str | None = None
     ignored: tuple[str, ...] = ()
+    interpretation: DenoiseSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -184,17 +195,34 @@ def execute(req: ExternalRequest, job: JobControl, *, stdout: TextIO | None) -> 
     for item in _group_options(req.ignored):
         job.log(f"ignoring {item!r} (not a locband option)")
     job.log(f"half-maps {halves.half1} and {halves.half2}; mask {halves.mask or 'none'}; {threads} thread(s)")
-    kinds = ["full", "half1", "local_resolution", *(["report_pdf"] if req.report else [])]
-    nodes = build_output_nodes(req.out_dir, {kind: RELION_EXTERNAL[kind] for kind in kinds})
+    nodes = build_output_nodes(req.out_dir, {kind: RELION_EXTERNAL[kind] for kind in _node_kinds(req)})
     node_text = format_output_nodes(nodes)  # a bad node name fails here, before any work
     progress = job.progress(TerminalProgress(stdout, enabled=True) if stdout is not None else None)
+    parts = []
+    if req.interpretation is not None:  # first: the filter's run reads, filters and writes the whole set
+        job.log(f"interpretation map ({RELION_EXTERNAL[INTERPRETATION_PREFIX + 'full']}): for model building and "
+                "viewing only, never a refinement reference")
+        den = DenoiseJob(half1=run.half1, half2=run.half2, out_dir=run.out_dir, mask=run.mask,
+                         pixel_size_angstrom=run.pixel_size_angstrom, denoise=req.interpretation, engine=run.engine,
+                         report=run.report)
+        parts.append(interpretation_part(den, progress=stage(progress, 0.0, PROGRESS_SHARE, "interpretation map: ")))
     # the node file is part of the output set: RELION never sees nodes of another run's files
-    summary = filter_files(run, progress=progress, names=RELION_EXTERNAL, also_writes=_BESIDE_THE_SET,
-                           extra_outputs={"nodes": lambda p: write_node_file(p, node_text)})
+    start = PROGRESS_SHARE if parts else 0.0
+    nodes_file = {"nodes": lambda p: write_node_file(p, node_text)}
+    summary = filter_files(run, progress=stage(progress, start, 1.0 - start), names=RELION_EXTERNAL,
+                           also_writes=_BESIDE_THE_SET, extra_outputs=nodes_file, parts=parts)
     job.check_abort("writing the outputs")
     res = summary["local_resolution_angstrom"]
     job.log(f"done: FSC=0.143 {fsc_text(summary)} (unmasked); local resolution "
             f"{res['p5']:.2f}-{res['p95']:.2f} Å (5-95 %); nodes: {', '.join(n.name for n in nodes)}")
+
+
+def _node_kinds(req: ExternalRequest) -> list[str]:
+    """The output kinds this run registers as nodes."""
+    kinds = ["full", "half1", "local_resolution", "report_pdf"]
+    if req.interpretation is not None:
+        kinds += [INTERPRETATION_PREFIX + k for k in kinds]
+    return [k for k in kinds if k in NODE_TYPES and (req.report or not k.endswith("report_pdf"))]
 
 
 def _group_options(tokens: Sequence[str]) -> list[str]:
