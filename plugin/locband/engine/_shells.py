@@ -53,6 +53,17 @@ class ShellSums:
         nxh = self.shape[2] // 2 + 1
         # rfft columns that stand for one coefficient of the full spectrum (the others for two)
         self._edges = [0, nxh - 1] if self.shape[2] % 2 == 0 and nxh > 1 else [0]
+        self._keep = False
+        self._index: Any = None  # the shell of every coefficient (uint16), between keep() and release()
+        self._slab_index: dict[int, Any] = {}
+
+    def keep(self) -> None:
+        """Keep the shell index made by the next :meth:`sums` for the later ones (2 bytes per coefficient)."""
+        self._keep = self.n_shells < 2 ** 16
+
+    def release(self) -> None:
+        """Drop the kept shell index."""
+        self._keep, self._index, self._slab_index = False, None, {}
 
     def sums(self, produce: Produce, count: int) -> npt.NDArray[np.float64]:
         """``(count, n_shells + 1)`` float64 sums, with multiplicity, of the ``count`` products of ``produce``.
@@ -68,7 +79,12 @@ class ShellSums:
 
         def work(z0: int, z1: int) -> None:
             s2 = frequency_squared_rows(self.shape, self._steps, z0, z1, xp)
-            idx = xp.minimum(xp.rint(xp.sqrt(s2) * self.n).astype(xp.intp), self.n_shells)
+            if self._index is not None:
+                idx = self._index[z0:z1].astype(xp.intp)
+            else:
+                idx = xp.minimum(xp.rint(xp.sqrt(s2) * self.n).astype(xp.intp), self.n_shells)
+                if self._keep:
+                    self._slab_index[z0] = idx.astype(xp.uint16)
             flat, edge = idx.ravel(), idx[..., self._edges].ravel()
             out = xp.empty((count, length), dtype=xp.float64)
             for k, v in enumerate(produce(z0, z1, s2)):
@@ -78,6 +94,9 @@ class ShellSums:
             parts[z0 // rows] = out
 
         _slabs.run(work, nz, rows=rows, workers=self.workers)
+        if self._keep and self._index is None:
+            self._index = xp.concatenate([self._slab_index[z0] for z0, _ in slabs])
+            self._slab_index = {}
         total = parts[0]
         for p in parts[1:]:
             total = total + p

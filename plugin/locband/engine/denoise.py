@@ -65,7 +65,14 @@ import numpy.typing as npt
 
 from locband.engine import _device, _fft, _slabs
 from locband.engine._checks import PairScale, check_mask, check_positive, check_same_shape, check_volume, pair_scale
-from locband.engine._grid import crop_indices, crop_rows, frequency_squared, frequency_squared_rows, rfft_shape
+from locband.engine._grid import (
+    crop_blocks,
+    crop_indices,
+    crop_rows,
+    frequency_squared,
+    frequency_squared_rows,
+    rfft_shape,
+)
 from locband.engine._interp import resample_linear, resample_rows
 from locband.engine._shells import ShellSums, fsc_curve
 from locband.engine.bands import gaussian_window
@@ -96,11 +103,12 @@ _FULL_SPREAD = 0.5  # a band may spread fully into the next one when that holds 
 
 
 class _Buffers:
-    """Complex buffers of band grids' rfft shape for one call; the two full-size ones are reused.
+    """Two full-size complex buffers for one call, in which every band of every map is made.
 
-    Every full-size band of every map is made in the same two buffers (a band map and its
-    weighted spectrum), so that the work over the bands allocates no full-size memory; the
-    buffers are taken over from the linear start's sums when it leaves them spare.
+    A band map and its weighted spectrum (on the band's grid, never larger than the box) are
+    made at the start of the two buffers, so that the work over the bands allocates no memory
+    (fresh pages cost system time); the buffers are taken over from the linear start's sums,
+    which leave two spare, and serve the consistency test and the cross-validation after.
     """
 
     def __init__(self, shape: tuple[int, ...], xp: Any, spare: list[Any] | None = None) -> None:
@@ -108,13 +116,14 @@ class _Buffers:
         self.full: list[Any] = list(spare or [])[:2]
 
     def pair(self, grid: tuple[int, ...]) -> list[Any]:
-        """Two C-contiguous complex64 buffers of ``grid``'s rfft shape."""
+        """Two C-contiguous complex64 arrays of ``grid``'s rfft shape, in the two buffers."""
         xp = self.xp
-        if grid != self.shape:
-            return [xp.empty(rfft_shape(grid), dtype=xp.complex64) for _ in range(2)]
         while len(self.full) < 2:
             self.full.append(xp.empty(rfft_shape(self.shape), dtype=xp.complex64))
-        return self.full[:2]
+        if grid == self.shape:
+            return self.full[:2]
+        size = int(np.prod(rfft_shape(grid)))
+        return [buf.reshape(-1)[:size].reshape(rfft_shape(grid)) for buf in self.full]
 
     def release(self) -> None:
         """Let the full-size buffers go."""
@@ -132,9 +141,26 @@ class _Limits:
         self.shape, self.layout, self.upper = shape, layout, upper
         self._steps = tuple(1.0 / n for n in shape)
 
-    def rows(self, b: int, z0: int, z1: int) -> _Vol:
-        """The factor (0, ``upper[b]`` or 1) on planes ``z0:z1`` of band ``b``'s spectrum."""
+    def kept(self, b: int) -> tuple[int, ...]:
+        """The grid of band ``b``'s spectrum that can be kept: every frequency below the next centre.
+
+        A Fourier crop of the band's grid: per axis the frequencies ``|k| <= c n + 1`` (``c`` the
+        next centre, ``n`` the box's edge; one more than needed, so that the factor alone decides
+        at the boundary). Beyond it :meth:`rows` is 0.
+        """
         c, grid = self.layout.centres, self.layout.grid_shapes[b]
+        if b + 1 >= len(c):
+            return grid
+        out = []
+        for axis, (n, g) in enumerate(zip(self.shape, grid, strict=True)):
+            p = int(math.floor(c[b + 1] * n)) + 2  # kept non-negative frequencies 0..p-1
+            m = 2 * p - 2 if axis == len(grid) - 1 else 2 * p - 1  # x: rfft columns 0..p-1
+            out.append(min(g, m))
+        return tuple(out)
+
+    def rows(self, b: int, grid: tuple[int, ...], z0: int, z1: int) -> _Vol:
+        """The factor (0, ``upper[b]`` or 1) on planes ``z0:z1`` of band ``b``'s spectrum on ``grid``."""
+        c = self.layout.centres
         s2 = frequency_squared_rows(grid, self._steps, z0, z1)
         out = np.ones(s2.shape, np.float32)
         if b > 0:
@@ -154,20 +180,22 @@ class _Limits:
         A weighted band spreads beyond the band's frequencies. Spreading below the band would
         rectify: the weight is high where the band's values are, so their product has a mean
         and low-frequency parts that no data support; spreading above the band could put
-        content where the data have none (extrapolation). Both are cut here, slab by slab.
+        content where the data have none (extrapolation). Both are cut here, slab by slab, over
+        the frequencies that can be kept only (:meth:`kept`: about a third of a band's grid).
         """
-        grid = self.layout.grid_shapes[b]
-        mxh = grid[2] // 2 + 1
-        y_rows = crop_rows(self.shape[1], grid[1], 0, grid[1])
+        grid, kept = self.layout.grid_shapes[b], self.kept(b)
+        mxh = kept[2] // 2 + 1
+        y_box, y_band = crop_rows(self.shape[1], kept[1], 0, kept[1]), crop_rows(grid[1], kept[1], 0, kept[1])
 
         def work(z0: int, z1: int) -> None:
-            f = _device.to_device(self.rows(b, z0, z1), xp)
-            for z_full, z_band in crop_rows(self.shape[0], grid[0], z0, z1):
-                fz = f[z_band.start - z0:z_band.stop - z0]
-                for y_full, y_band in y_rows:
-                    total[z_full, y_full, :mxh] += spec[z_band, y_band] * fz[:, y_band]
+            f = _device.to_device(self.rows(b, kept, z0, z1), xp)
+            for (zt, zk), (zb, _) in zip(crop_rows(self.shape[0], kept[0], z0, z1), crop_rows(grid[0], kept[0], z0, z1),
+                                         strict=True):
+                fz = f[zk.start - z0:zk.stop - z0]
+                for (yt, yk), (yb, _) in zip(y_box, y_band, strict=True):
+                    total[zt, yt, :mxh] += spec[zb, yb, :mxh] * fz[:, yk]
 
-        _slabs.run(work, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * mxh, xp), workers=workers)
+        _slabs.run(work, kept[0], rows=_slabs.slab_rows(kept[0], kept[1] * mxh, xp), workers=workers)
 
 
 @dataclass
@@ -378,6 +406,7 @@ class Denoiser:
         t0 = time.perf_counter()
         par = self.params
         timings: dict[str, float] = {}
+        self._shells.keep()  # the shells of the spectrum's coefficients serve every FSC of the call
         raw = self._raw_sums(f1, f2)
         fsc_unmasked = fsc_curve(raw[0], raw[1], raw[2], self.shape)
         check_independent_halves(fsc_unmasked)  # identical or anti-correlated halves: as locband filter
@@ -399,6 +428,7 @@ class Denoiser:
         report(0.92, "cross-validation")
         del base[2]  # the linear average: nothing needs it any more
         fsc_masked, cross_linear, cross = self._validate(f1, f2, raw, base, maps, bufs)
+        self._shells.release()
         del f1, f2, base, bufs
         norm.restore(maps[0], maps[1], maps[2])  # each half its mean back, the average the mean of both
         floor = np.float32(1.0 / max(self.shape))
@@ -441,10 +471,18 @@ class Denoiser:
         # |F1 - F2|^2 / 2 per coefficient is the noise power of one half
         return 0.5 * float(raw[3].sum())
 
-    def _masked_raw(self, f: npt.NDArray[np.complex64]) -> npt.NDArray[np.complex64]:
-        """Spectrum of a raw half, solvent level removed, times the mask (as ``locband filter``'s masked FSC)."""
+    def _masked_raw(self, f: npt.NDArray[np.complex64], into: npt.NDArray[np.complex64] | None = None
+                    ) -> npt.NDArray[np.complex64]:
+        """Spectrum of a raw half, solvent level removed, times the mask (as ``locband filter``'s masked FSC).
+
+        Made in ``into`` (a spectrum no longer needed) when given, else in a new buffer.
+        """
         assert self.mask is not None
-        buf = f.copy()
+        if into is None:
+            buf = f.copy()
+        else:
+            buf = into
+            np.copyto(buf, f)
         vol = _fft.irfftn(buf, self.shape, overwrite_input=True, out=_fft.real_view(buf, self.shape),
                           workers=self.workers, backend=self.backend)
         self._masked_spectra(vol, [buf], unmasked=False)
@@ -503,14 +541,15 @@ class Denoiser:
                              tuple[tuple[FSCCurve, FSCCurve], tuple[FSCCurve, FSCCurve] | None]]:
         """The masked raw FSC, and the FSCs of each processed half (linear, then denoised) with the raw other half.
 
-        One raw half's masked spectrum is made at a time where it can be (half 2's for the half-1
-        curves, then half 1's), next to the two buffers that the processed halves' spectra use.
+        Half 2's masked raw spectrum is made first, for the half-1 curves; half 1's is then made in
+        the memory of half 2's raw spectrum (``f2`` is overwritten: nothing needs it any more).
+        The processed halves' spectra are made in the two buffers of ``bufs``.
         """
         masked = self.mask is not None
         m2 = self._masked_raw(f2) if masked else None
         sums = {("linear", 0): self._cross_sums(linear[0], f2, m2, bufs),
                 ("denoised", 0): self._cross_sums(maps[0], f2, m2, bufs)}
-        m1 = self._masked_raw(f1) if masked else None
+        m1 = self._masked_raw(f1, into=f2) if masked else None  # half 2's raw spectrum is not needed any more
         fsc_masked = None
         if m1 is not None and m2 is not None:
             rm = self._pair_sums([(m1, m2)], both_powers=True)
@@ -632,25 +671,31 @@ class Denoiser:
         return stats, linear
 
     # -- one density-modification cycle ----------------------------------------------------
-    def _prior(self, vol: _Vol, envelope: _Vol | None, residual_var: _Vol, res_vox: float) -> _Prior | None:
-        """The priors' density of one map, as ``rho**power`` with its scale and window means."""
+    def _prior(self, vol: _Vol, envelope: _Vol | None, residual_var: _Vol, res_vox: float,
+               out: _Vol | None = None) -> _Prior | None:
+        """The priors' density of one map, as ``rho**power`` with its scale and window means (``rho`` in ``out``)."""
         par, lay = self.params, self.layout
         sd = math.sqrt(max(float(np.percentile(residual_var, 95)), 0.0))
         rho, _ = prior_density(vol, envelope=envelope, positivity=par.positivity, connectivity=par.connectivity,
                                blob_threshold=_BLOB_Z * sd, blob_min_voxels=4.0 / 3.0 * math.pi * (2 * res_vox) ** 3,
-                               blob_distance_voxels=2 * res_vox, workers=self.workers, backend=self.backend)
+                               blob_distance_voxels=2 * res_vox, workers=self.workers, backend=self.backend, out=out)
         rho **= np.float32(par.significance_power)
-        inside = rho[envelope > 0.5] if envelope is not None else rho[rho > 0]
-        scale = float(inside.mean(dtype=np.float64)) if inside.size else 0.0
-        del inside
+        scale = _mean_where(rho, envelope)
         if not scale > 0:
             return None
-        spec = _fft.rfftn(rho, workers=self.workers, backend=self.backend)
+        # the windows pass nothing beyond the largest statistics grid: the spectrum of rho is
+        # computed only there, and each band's window mean is cropped from it
+        stats = lay.stats_shapes[1:]
+        top = tuple(max(g[k] for g in stats) for k in range(3))
+        spec = _fft.rfftn_cropped(lambda z0, z1: [rho[z0:z1]], self.shape, top, count=1, workers=self.workers,
+                                  backend=self.backend)[0]
         steps = tuple(1.0 / n for n in self.shape)
         windows: list[_Vol] = [np.zeros(0, np.float32)]
         for b in range(1, lay.n_bands):
             small = lay.stats_shapes[b]
-            part = spec[np.ix_(*crop_indices(self.shape, small))] if small != self.shape else spec.copy()
+            part = np.empty(rfft_shape(small), np.complex64)
+            for in_top, in_small in crop_blocks(top, small):
+                part[in_small] = spec[in_top]
             part *= gaussian_window(frequency_squared(small, steps), lay.sigma_voxels[b])
             windows.append(_fft.irfftn(part, small, overwrite_input=True, workers=self.workers, backend=self.backend))
         return _Prior(rho=rho, scale=scale, windows=windows)
@@ -719,6 +764,7 @@ class Denoiser:
         out: list[_Vol] = []
         env_volume = None
         soft: dict[str, _Vol] = {}  # the widened mask of _flatten, made once
+        rho: _Vol | None = None  # one buffer for the three maps' prior densities
         for i in range(3):
             spectra = (f1,) if i == 0 else (f2,) if i == 1 else (f1, f2)
             # the average's spectrum is twice the mean's: its smoothed map is the mean's, its noise
@@ -728,19 +774,19 @@ class Denoiser:
                 env_volume = float(np.count_nonzero(env > 0.5))
             prior = None
             if par.significance:
-                prior = self._prior(maps[i], env, stats.residual_variance[i], stats.resolution_voxels)
+                if rho is None:
+                    rho = np.empty(self.shape, np.float32)
+                prior = self._prior(maps[i], env, stats.residual_variance[i], stats.resolution_voxels, out=rho)
             acc = np.zeros(rfft_shape(self.shape), np.complex64)
             for b in range(1, lay.n_bands):
                 if self._changes(i, b, stats, gains) and (prior is not None or gains[i][b] is not None):
                     self._reweigh(i, b, spectra, stats, prior, gains[i][b], limits, acc, bufs)
                 report((i + cost[b] / cost[-1]) / 3, f"density modification: map {i + 1}/3, band {b + 1}")
             del prior
-            if i == 2:  # the bands are done: room for the consistency test and the cross-validation
-                bufs.release()
             new = self._finish(acc, base[i])
             del acc
             if final and i == 2 and par.consistency:
-                new = self._agree(new, base, env, stats)
+                new = self._agree(new, base, env, stats, bufs.pair(self.shape)[0])
             if final and env is not None:
                 new = self._flatten(new, env, soft)
             del env
@@ -765,7 +811,7 @@ class Denoiser:
         return vol
 
     def _flatten(self, vol: _Vol, envelope: _Vol, cache: dict[str, _Vol] | None = None) -> _Vol:
-        """The solvent of one final map flat at its level, outside a widened envelope.
+        """The solvent of one final map flat at its level, outside a widened envelope (in place).
 
         The envelope is widened and softened before use: a tight edge cuts the tails of surface
         density, and a sharp one sharpens the particle's boundary, which puts content above the
@@ -774,46 +820,47 @@ class Denoiser:
         0.01 with this one).
         """
         level = np.float32(solvent_level(vol, envelope))
-        # widened by twice the envelope's smoothing and smooth at that scale: the envelope is
-        # dilated (where its blur reaches 2 %), blurred again and doubled, so it is 1 wherever
-        # the envelope is > 0 and its edge is far smoother than the map's resolution (a sharper
-        # edge would sharpen the particle's boundary: content above the data's resolution).
-        # Done on a grid subsampled by 2: the blurs are far wider than its voxels.
         keep = cache is not None and envelope is self.mask  # the same for every map: made once per call
         soft = cache.get("mask") if cache is not None and keep else None
         if soft is None:
             soft = self._widened(envelope)
             if cache is not None and keep:
                 cache["mask"] = soft
-        vol -= level
-        vol *= soft
-        vol += level
+
+        def work(z0: int, z1: int) -> None:
+            factor = resample_rows(soft, self.shape, z0, z1)  # on the full grid, as _resampled would
+            factor *= np.float32(2.0)
+            np.clip(factor, 0.0, 1.0, out=factor)
+            part = vol[z0:z1]
+            part -= level
+            part *= factor
+            part += level
+
+        self._run_slabs(work)
         return vol
 
     def _widened(self, envelope: _Vol) -> _Vol:
-        """The envelope widened and softened for :meth:`_flatten`."""
+        """The envelope widened and softened for :meth:`_flatten`, on a grid subsampled by 2.
+
+        Widened by twice the envelope's smoothing and smooth at that scale: the envelope is
+        dilated (where its blur reaches 2 %), blurred again and (on the full grid) doubled, so it
+        is 1 wherever the envelope is > 0 and its edge is far smoother than the map's resolution
+        (a sharper edge would sharpen the particle's boundary: content above the data's
+        resolution). The blurs are far wider than the subsampled grid's voxels.
+        """
         sigma = float(self.params.envelope_sigma_voxels or 1.0)  # twice this, in voxels of the grid
         sub = np.ascontiguousarray(envelope[::2, ::2, ::2])
         grown = prior_smooth(sub, sigma, workers=self.workers, backend=self.backend) > np.float32(0.02)
-        soft = prior_smooth(grown.astype(np.float32), sigma, workers=self.workers, backend=self.backend)
-        soft = _resampled(soft, self.shape)
-        soft *= np.float32(2.0)
-        np.clip(soft, 0.0, 1.0, out=soft)
-        return soft
+        return prior_smooth(grown.astype(np.float32), sigma, workers=self.workers, backend=self.backend)
 
-    def _agree(self, vol: _Vol, base: list[_Vol], envelope: _Vol | None, stats: DenoiseStatistics) -> _Vol:
-        """The average pulled to its solvent level where the halves disagree (see :meth:`_consistency`)."""
-        agree = self._consistency(base[0], base[1], stats)
-        if agree is None:
-            return vol
-        level = np.float32(solvent_level(vol, envelope))
-        vol -= level
-        vol *= agree
-        vol += level
-        return vol
+    def _run_slabs(self, fn: Callable[[int, int], None]) -> None:
+        """``fn(z0, z1)`` over slabs of planes of the box, on the denoiser's threads."""
+        rows = _slabs.slab_rows(self.shape[0], self.shape[1] * self.shape[2], np)
+        _slabs.run(fn, self.shape[0], rows=rows, workers=self.workers)
 
-    def _consistency(self, l1: _Vol, l2: _Vol, stats: DenoiseStatistics) -> _Vol | None:
-        """Where the two halves agree (1) or disagree beyond their noise (down to 0), for the average.
+    def _agree(self, vol: _Vol, base: list[_Vol], envelope: _Vol | None, stats: DenoiseStatistics,
+               buf: npt.NDArray[np.complex64]) -> _Vol:
+        """The average pulled to its solvent level where the halves disagree (in place).
 
         The linear filter's halves differ by filtered noise only, with a local variance the
         statistics predict, ``V = sum_b q_b^2 2 N_b``. Their squared difference, smoothed over
@@ -821,34 +868,88 @@ class Denoiser:
         absorbs the overlap of neighbouring bands) is a local chi-square ``z2`` near 1; a
         feature in one half only makes it large. The average, relative to its solvent level, is
         multiplied by ``min(1, t / z2)`` with ``t = _CONSISTENCY_Z2``: a smooth factor, 1 wherever
-        the halves agree. Only the average can do this: the halves never see each other's voxels.
+        the halves agree (and where no signal is expected). Only the average can do this: the
+        halves never see each other's voxels. ``buf`` (a full-size spectrum buffer) holds the
+        smoothed squared difference and then the ratio.
         """
         coarse = self.filter.stats_shape
         expected = np.zeros(coarse, np.float32)
         for sig, noise in zip(stats.signal_coarse, stats.noise_coarse, strict=True):
             expected += _wiener(sig, noise) ** 2 * noise * np.float32(2.0)
         if not float(expected.max()) > 0:
-            return None
-        diff = l1 - l2
-        diff *= diff
+            return vol
         # smoothed over half the best local resolution: a feature as small as the map resolves
         # is not diluted (the global resolution of an unmasked map is far coarser)
         best = float(np.percentile(stats.local_frequency, 99))
-        sigma = max(_CONSISTENCY_MIN_SIGMA, 0.5 / max(best, 1e-6))
-        local = prior_smooth(diff, sigma, workers=self.workers, backend=self.backend)
-        del diff
-        v = resample_linear(expected, self.shape)
-        inside = v > np.float32(0.05) * v.max()
-        ratio = local / np.maximum(v, np.float32(1e-30))
-        del local, v
-        ref = float(np.median(ratio[inside])) if inside.any() else 0.0
+        ratio = self._smoothed_square_difference(base[0], base[1], max(_CONSISTENCY_MIN_SIGMA, 0.5 / max(best, 1e-6)),
+                                                 buf)
+        ref, threshold = self._consistency_reference(ratio, expected)
         if not ref > 0:
-            return None
-        ratio *= np.float32(1.0 / (_CONSISTENCY_Z2 * ref))
-        np.maximum(ratio, np.float32(1.0), out=ratio)
-        np.divide(np.float32(1.0), ratio, out=ratio)
-        ratio[~inside] = 1.0  # no signal expected: nothing to judge
-        return np.asarray(ratio, dtype=np.float32)
+            return vol
+        level = np.float32(solvent_level(vol, envelope))
+        scale = np.float32(1.0 / (_CONSISTENCY_Z2 * ref))
+
+        def work(z0: int, z1: int) -> None:
+            r = ratio[z0:z1]
+            r *= scale
+            np.maximum(r, np.float32(1.0), out=r)
+            np.divide(np.float32(1.0), r, out=r)
+            r[resample_rows(expected, self.shape, z0, z1) <= threshold] = 1.0  # no signal expected: nothing to judge
+            part = vol[z0:z1]
+            part -= level
+            part *= r
+            part += level
+
+        self._run_slabs(work)
+        return vol
+
+    def _smoothed_square_difference(self, l1: _Vol, l2: _Vol, sigma: float, buf: npt.NDArray[np.complex64]) -> _Vol:
+        """``(l1 - l2)^2`` after a periodic Gaussian smoothing of ``sigma`` voxels, made in place in ``buf``.
+
+        As :func:`~locband.engine.priors.gaussian_smooth`, over slabs and without new volumes.
+        """
+        shape, steps = self.shape, tuple(1.0 / n for n in self.shape)
+
+        def produce(z0: int, z1: int) -> list[_Vol]:
+            diff = l1[z0:z1] - l2[z0:z1]
+            diff *= diff
+            return [diff]
+
+        _fft.rfftn_slabs(produce, shape, [buf], workers=self.workers, backend=self.backend)
+        k = np.float32(-2.0 * np.pi ** 2 * sigma ** 2)
+
+        def smooth(z0: int, z1: int) -> None:
+            buf[z0:z1] *= np.exp(k * frequency_squared_rows(shape, steps, z0, z1))
+
+        _slabs.run(smooth, shape[0], rows=_slabs.slab_rows(shape[0], shape[1] * buf.shape[2], np), workers=self.workers)
+        return _fft.irfftn(buf, shape, overwrite_input=True, out=_fft.real_view(buf, shape), workers=self.workers,
+                           backend=self.backend)
+
+    def _consistency_reference(self, local: _Vol, expected: _Vol) -> tuple[float, np.float32]:
+        """``local / V`` in place (``V`` the expected variance on the full grid); its median where signal is expected.
+
+        Returns the median and the threshold on ``V`` above which signal is expected (5 % of its
+        largest value).
+        """
+        vmax = [np.float32(0)] * len(_slabs.row_slabs(self.shape[0], self._rows()))
+        self._run_slabs(lambda z0, z1: vmax.__setitem__(z0 // self._rows(),
+                                                        resample_rows(expected, self.shape, z0, z1).max()))
+        threshold = np.float32(0.05) * max(vmax)
+        inside: list[_Vol] = [np.zeros(0, np.float32)] * len(vmax)
+
+        def work(z0: int, z1: int) -> None:
+            v = resample_rows(expected, self.shape, z0, z1)
+            r = local[z0:z1]
+            np.divide(r, np.maximum(v, np.float32(1e-30)), out=r)
+            inside[z0 // self._rows()] = r[v > threshold]
+
+        self._run_slabs(work)
+        values = np.concatenate(inside)
+        return (float(np.median(values)) if values.size else 0.0), threshold
+
+    def _rows(self) -> int:
+        """Planes per slab of the box (see :meth:`_run_slabs`)."""
+        return _slabs.slab_rows(self.shape[0], self.shape[1] * self.shape[2], np)
 
     @staticmethod
     def _changes(i: int, b: int, stats: DenoiseStatistics, gains: list[list[_Vol | None]]) -> bool:
@@ -988,6 +1089,21 @@ def _resampled(vol: _Vol, shape: tuple[int, ...]) -> _Vol:
     """:func:`resample_linear` that always returns a new array (safe to modify in place)."""
     out = resample_linear(vol, shape)
     return out.copy() if out is vol else out
+
+
+def _mean_where(rho: _Vol, envelope: _Vol | None) -> float:
+    """Mean of ``rho`` inside the envelope (``> 0.5``), or where it is positive without one (0: nowhere).
+
+    Float64 sums over slabs of planes: no full-size temporaries.
+    """
+    total, count = 0.0, 0
+    step = max(1, 2 ** 20 // max(1, rho[0].size))
+    for z in range(0, rho.shape[0], step):
+        part = rho[z:z + step]
+        sel = envelope[z:z + step] > 0.5 if envelope is not None else part > 0
+        total += float(part[sel].sum(dtype=np.float64))
+        count += int(np.count_nonzero(sel))
+    return total / count if count else 0.0
 
 
 def _wiener(signal: _Vol, noise: _Vol) -> _Vol:
