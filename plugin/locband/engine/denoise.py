@@ -57,7 +57,8 @@ weights, products, the priors, the flat solvent and the consistency test run ove
 planes on the denoiser's threads, with no full-size temporaries; the limits touch only the
 frequencies a band can keep. The FSC curves (raw, masked, and the eight cross-validation
 curves) are per-shell sums made in one pass over each spectrum (:mod:`locband.engine._shells`).
-At 256^3 this is about 3 times the linear filter's CPU time and 16 full-size volumes at the peak.
+At 256^3 the engine takes about 3 times the linear filter's CPU time (the command with its
+report about 2 times) and holds at most about 15 full-size volumes (the mask included).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ from locband.engine._grid import (
     frequency_squared_rows,
     rfft_shape,
 )
-from locband.engine._interp import resample_linear, resample_rows
+from locband.engine._interp import downsample_rows, resample_linear, resample_rows
 from locband.engine._shells import ShellSums, fsc_curve
 from locband.engine.bands import gaussian_window
 from locband.engine.fsc import check_independent_halves, fsc_solvent_level
@@ -1040,7 +1041,7 @@ class Denoiser:
             # on a cropped grid, rho**power by linear interpolation: a predictor of where the
             # signal lies needs no exact band limit (Fourier cropping measured no better, at
             # one more transform per band and map)
-            m = resample_rows(prior.rho, grid, z0, z1) + floor
+            m = downsample_rows(prior.rho, grid, z0, z1) + floor
             den = np.maximum(resample_rows(prior.windows[b], grid, z0, z1), 0)
             den += floor
             m /= den
