@@ -27,3 +27,18 @@ def test_rows_are_the_rows_of_the_whole_resampled_volume(src, dst, rng):
     full = resample_linear(x, dst)
     for z0, z1 in ((0, 3), (5, 7), (dst[0] - 4, dst[0]), (0, dst[0])):
         np.testing.assert_array_equal(resample_rows(x, dst, z0, z1), full[z0:z1])  # the same arithmetic
+
+
+@pytest.mark.parametrize(("src", "dst"), [((64, 60, 61), (15, 17, 9)), ((40, 40, 40), (40, 33, 20)),
+                                          ((256, 256, 256), (243, 243, 243)), ((31, 29, 37), (30, 29, 36))])
+def test_downsampled_rows_are_the_linear_resampling_up_to_rounding(src, dst, rng):
+    from locband.engine._interp import downsample_rows
+
+    x = rng.random(src, dtype=np.float32)
+    full = resample_linear(x, dst)
+    for z0, z1 in ((0, 3), (5, 7), (dst[0] - 4, dst[0]), (0, dst[0])):
+        # the same blends in another order of the axes: float32 rounding of values in [0, 1) only
+        # (at most a few units of 6e-8)
+        np.testing.assert_allclose(downsample_rows(x, dst, z0, z1), full[z0:z1], rtol=0, atol=5e-7)
+    with pytest.raises(ValueError, match="no larger"):
+        downsample_rows(x, tuple(n + 1 for n in src), 0, 1)

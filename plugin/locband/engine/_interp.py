@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from locband.engine._device import array_module
+from locband.engine._device import array_module, is_host
 
-__all__ = ["resample_linear", "resample_rows"]
+__all__ = ["resample_linear", "resample_rows", "downsample_rows"]
 
 
 @lru_cache(maxsize=64)
@@ -80,9 +80,48 @@ def resample_rows(vol: Any, shape: tuple[int, ...], z0: int, z1: int) -> Any:
     if nz_in == shape[0]:
         return planes
     pos = np.searchsorted(need, np.arange(nz_in))  # coarse plane -> its index in ``need``
+    if is_host(xp):  # plane by plane, ``lo + (hi - lo) * frac`` without gathered copies (2.5 times faster)
+        out = xp.empty((z1 - z0,) + tuple(planes.shape[1:]), dtype=xp.float32)
+        for j in range(z1 - z0):
+            lo, plane = planes[pos[i0[z0 + j]]], out[j]
+            xp.subtract(planes[pos[i1[z0 + j]]], lo, out=plane)
+            plane *= frac[z0 + j]
+            plane += lo
+        return out
     lo = xp.take(planes, xp.asarray(pos[i0[z0:z1]]), axis=0)
     hi = xp.take(planes, xp.asarray(pos[i1[z0:z1]]), axis=0)
     hi -= lo
     hi *= xp.asarray(frac[z0:z1, None, None])
     lo += hi
     return lo
+
+
+def downsample_rows(vol: Any, shape: tuple[int, ...], z0: int, z1: int) -> Any:
+    """Planes ``z0:z1`` of a linear resampling of ``vol`` onto a grid no larger on any axis, z first.
+
+    The same interpolation as :func:`resample_linear` (sample ``j`` of an axis of ``n`` samples
+    at ``j/n`` of the box edge), done in the order z, y, x: each output plane is blended from its
+    two input planes first, so every input plane is read once instead of being brought to the
+    output's (y, x) grid for each slab it serves, and the gathers along x run on the smallest
+    array. Equal to :func:`resample_linear` up to float32 rounding (the order of the axes);
+    3 to 4 times faster for a full-size volume onto a slightly smaller grid (256^3 to 243^3).
+    When ``vol`` has the output's number of planes the result may be a view of ``vol``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if any(n < m for n, m in zip(vol.shape, shape, strict=True)):
+        raise ValueError(f"downsample_rows needs a grid no larger than the volume's {vol.shape}, got {shape}")
+    xp = array_module(vol)
+    if vol.shape[0] == shape[0]:
+        planes = xp.asarray(vol[z0:z1], dtype=xp.float32)
+    else:
+        i0, i1, frac = _neighbours(shape[0], vol.shape[0])
+        planes = xp.empty((z1 - z0,) + tuple(vol.shape[1:]), dtype=xp.float32)
+        for j in range(z1 - z0):
+            lo, plane = vol[i0[z0 + j]], planes[j]
+            xp.subtract(vol[i1[z0 + j]], lo, out=plane)
+            plane *= frac[z0 + j]
+            plane += lo
+    for axis in (1, 2):
+        if planes.shape[axis] != shape[axis]:
+            planes = _lerp_axis(planes, shape[axis], axis, xp)
+    return planes

@@ -13,7 +13,8 @@ from locband.engine._device import array_module, to_host
 from locband.engine._grid import frequency_squared, frequency_squared_rows, rfft_multiplicity
 from locband.engine.params import FSCCurve
 
-__all__ = ["fsc", "fsc_from_spectra", "shell_index", "masked_for_fsc", "check_independent_halves"]
+__all__ = ["fsc", "fsc_from_spectra", "shell_index", "masked_for_fsc", "fsc_solvent_level",
+           "check_independent_halves"]
 
 # -- what independent half-maps can look like (check_independent_halves) -----------------------
 #: "low resolution": periods of 8 voxels and longer. Every structure that locband can help with
@@ -107,16 +108,24 @@ def masked_for_fsc(volume: npt.NDArray[np.float32], mask: npt.NDArray[np.float32
     that inflates the masked FSC (adding 10 to both halves moved a masked FSC=0.143 from 5.98
     to 3.97 Å); with it removed, adding a constant to a half changes nothing.
     """
+    out = volume - np.float32(fsc_solvent_level(volume, mask))
+    out *= mask
+    return out
+
+
+def fsc_solvent_level(volume: npt.NDArray[np.float32], mask: npt.NDArray[np.float32]) -> float:
+    """The solvent level :func:`masked_for_fsc` removes: the mean of ``volume`` weighted by ``1 - mask``.
+
+    The plain mean where the mask covers the whole box. ``volume`` may be a view with padded
+    rows (:func:`locband.engine._fft.real_view`).
+    """
     weight = total = 0.0
     slab = max(1, 2 ** 20 // max(1, volume[0].size))  # float64 sums over slabs: no full-size temporaries
     for z in range(0, volume.shape[0], slab):
         outside = np.float32(1.0) - mask[z:z + slab]
         weight += float(outside.sum(dtype=np.float64))
         total += float((volume[z:z + slab] * outside).sum(dtype=np.float64))
-    level = total / weight if weight > 0 else float(volume.mean(dtype=np.float64))
-    out = volume - np.float32(level)
-    out *= mask
-    return out
+    return total / weight if weight > 0 else float(volume.mean(dtype=np.float64))
 
 
 def check_independent_halves(curve: FSCCurve) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from locband.engine import _fft
+from locband.engine import _fft, _slabs
 from locband.engine._grid import frequency_squared
 
 __all__ = ["EnvelopeSpec", "gaussian_smooth", "solvent_level", "apply_positivity", "flatten_solvent",
@@ -53,10 +53,20 @@ def solvent_level(volume: npt.NDArray[np.float32], envelope: npt.NDArray[np.floa
     a box that is mostly solvent, the solvent level; otherwise a conservative stand-in).
     """
     if envelope is not None:
-        solvent = envelope < 0.5
-        if solvent.any():
-            return float(volume[solvent].mean(dtype=np.float64))
+        total, count = 0.0, 0
+        step = _slab(volume)
+        for z in range(0, volume.shape[0], step):  # no full-size temporaries
+            solvent = envelope[z:z + step] < 0.5
+            total += float(volume[z:z + step][solvent].sum(dtype=np.float64))
+            count += int(np.count_nonzero(solvent))
+        if count:
+            return total / count
     return float(np.median(volume))
+
+
+def _slab(volume: npt.NDArray[np.float32]) -> int:
+    """Planes per slab of a volume for work without full-size temporaries (about 2^20 values)."""
+    return max(1, 2 ** 20 // max(1, int(volume[0].size)))
 
 
 def apply_positivity(volume: npt.NDArray[np.float32], level: float) -> npt.NDArray[np.float32]:
@@ -204,32 +214,68 @@ def remove_isolated_blobs(density: npt.NDArray[np.float32], *, threshold: float,
     ``distance_voxels`` and keeping what it reaches at 1 % of its peak (on a grid subsampled
     by 2).
     """
+    out = np.array(density, dtype=np.float32)
+    _drop_isolated_blobs(out, threshold=threshold, min_voxels=min_voxels, distance_voxels=distance_voxels,
+                         workers=workers, backend=backend)
+    return out
+
+
+def _drop_isolated_blobs(density: npt.NDArray[np.float32], *, threshold: float, min_voxels: float,
+                         distance_voxels: float, workers: int, backend: str | None) -> None:
+    """:func:`remove_isolated_blobs` in place.
+
+    Blobs are labelled only inside the smallest box that holds every voxel above the threshold:
+    their sizes and where they touch are the same as in the whole box, at the cost of that box
+    (a particle in a box mostly of solvent: a fraction of it).
+    """
     above = density > np.float32(threshold)
-    labels, n = ndimage.label(above, structure=_CONNECT)
-    if n == 0:
-        return density.copy()
+    box = _bounding_box(above)
+    if box is None:
+        return
+    labels, n = ndimage.label(above[box], structure=_CONNECT)
+    del above
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     big = sizes >= min_voxels
     if not big[1:].any():  # nothing qualifies as main density: keep the largest blob as such
         big[int(np.argmax(sizes))] = True
-    main = big[labels]
+    small_blob = ~big
+    small_blob[0] = False
+    if not small_blob.any():  # every blob is main density: nothing to remove
+        return
     # "near" on a grid subsampled by 2 (a quarter of the distance in its voxels is plenty for a
     # 1 % contour of a Gaussian of the whole distance; 8 times cheaper than the full grid)
-    near = _upsample_mask(gaussian_smooth(main[::2, ::2, ::2].astype(np.float32), max(distance_voxels, 1.0) / 2,
-                                          workers=workers, backend=backend) > np.float32(0.01), density.shape)
-    small = ~main & above
-    near_ids = np.unique(labels[small & near])
-    drop = small & ~np.isin(labels, near_ids)
-    out = density.copy()
-    out[drop] = 0.0
-    return out
+    coarse = np.zeros(tuple((m + 1) // 2 for m in density.shape), np.float32)
+    main = big[labels[tuple(slice(b.start % 2, None, 2) for b in box)]]  # the box's voxels of the [::2] grid
+    coarse[tuple(slice((b.start + 1) // 2, (b.stop + 1) // 2) for b in box)] = main
+    near = gaussian_smooth(coarse, max(distance_voxels, 1.0) / 2, workers=workers,
+                           backend=backend) > np.float32(0.01)
+    near = near[np.ix_(*[np.minimum(np.arange(b.start, b.stop) // 2, c - 1)
+                         for b, c in zip(box, near.shape, strict=True)])]  # back on the box's voxels
+    small = small_blob[labels]
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[labels[small & near]] = True  # small blobs that come near main density
+    small &= ~keep[labels]
+    density[box][small] = 0.0
+
+
+def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, ...] | None:
+    """The smallest box of slices holding every true voxel of ``mask`` (None: none is)."""
+    out = []
+    for axis in range(mask.ndim):
+        others = tuple(k for k in range(mask.ndim) if k != axis)
+        hit = np.flatnonzero(np.any(mask, axis=others))
+        if hit.size == 0:
+            return None
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)
 
 
 def prior_density(volume: npt.NDArray[np.float32], *, envelope: npt.NDArray[np.float32] | None,
                   positivity: bool = True, connectivity: bool = True, blob_threshold: float = 0.0,
                   blob_min_voxels: float = 0.0, blob_distance_voxels: float = 0.0, workers: int = 1,
-                  backend: str | None = None) -> tuple[npt.NDArray[np.float32], float]:
+                  backend: str | None = None, out: npt.NDArray[np.float32] | None = None
+                  ) -> tuple[npt.NDArray[np.float32], float]:
     """The density the priors expect, relative to the solvent level, and that level.
 
     Parameters
@@ -250,6 +296,8 @@ def prior_density(volume: npt.NDArray[np.float32], *, envelope: npt.NDArray[np.f
         FFT threads (smoothing).
     backend : {"pyfftw", "scipy"}, optional
         FFT implementation.
+    out : (nz, ny, nx) ndarray of float32, optional
+        Where to make the density (a C-contiguous buffer the caller reuses; not ``volume``).
 
     Returns
     -------
@@ -264,13 +312,26 @@ def prior_density(volume: npt.NDArray[np.float32], *, envelope: npt.NDArray[np.f
     is ``P - level`` (``|P - level|`` without positivity), then isolated blobs are removed.
     """
     level = solvent_level(volume, envelope)
-    p = apply_positivity(volume, level) if positivity else np.array(volume, dtype=np.float32)
-    if envelope is not None:
-        p = flatten_solvent(p, envelope, level)
-    p -= np.float32(level)
-    if not positivity:
-        np.abs(p, out=p)
+    lv = np.float32(level)
+    p = np.empty(volume.shape, np.float32) if out is None else out
+
+    def work(z0: int, z1: int) -> None:  # the same operations slab by slab: no full-size temporaries
+        part = p[z0:z1]
+        if positivity:  # apply_positivity
+            np.maximum(volume[z0:z1], lv, out=part)
+        else:
+            part[...] = volume[z0:z1]
+        if envelope is not None:  # flatten_solvent
+            part -= lv
+            part *= envelope[z0:z1]
+            part += lv
+        part -= lv
+        if not positivity:
+            np.abs(part, out=part)
+
+    rows = _slabs.slab_rows(volume.shape[0], int(np.prod(volume.shape[1:])), np)
+    _slabs.run(work, volume.shape[0], rows=rows, workers=workers)
     if connectivity and blob_min_voxels > 0:
-        p = remove_isolated_blobs(p, threshold=blob_threshold, min_voxels=blob_min_voxels,
-                                  distance_voxels=blob_distance_voxels, workers=workers, backend=backend)
+        _drop_isolated_blobs(p, threshold=blob_threshold, min_voxels=blob_min_voxels,
+                             distance_voxels=blob_distance_voxels, workers=workers, backend=backend)
     return p, level
