@@ -42,3 +42,16 @@ def test_every_cli_subcommand_is_documented():
 
 def test_ci_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True)
+
+
+def test_readme_demo_table_is_what_the_demo_prints(tmp_path, capsys):
+    """The quick start's table is the default demo's output, figure for figure (it drifts otherwise)."""
+    from locband.cli import main
+
+    assert main(["demo", "--out-dir", str(tmp_path / "demo"), "--quiet", "--no-report"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    table = [line for line in printed if line.startswith(("correlation with the truth", "  rigid ", "  flexible "))]
+    assert len(table) == 3, printed
+    quick_start = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    for line in table:
+        assert line in quick_start, line

@@ -2,8 +2,8 @@
 
 Plain Python for people who drive refinement iterations from their own code. The filter is
 planned once (box, voxel size, mask, settings) and then called with the two half-maps of each
-iteration; band layout, frequency grids and pyFFTW plans are reused, so every call after the
-first does no setup work.
+iteration; band layout, frequency grids, windows and (with pyFFTW) FFT plans are reused, so
+every call after the first does no setup work.
 
 Examples
 --------
