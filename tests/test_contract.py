@@ -45,7 +45,6 @@ LAZY_IMPORTS = ("cryosparc", "pipeliner", "cupy", "matplotlib", "starfile")
 #: modules over the size limits, and why they are allowed to be
 SHAPE_EXCEPTIONS = {
     "engine/local.py": "the engine of issue 13 (speed), merged as it came; its shape is that work's",
-    "engine/denoise.py": "the interpretation engine of issue 10, merged as it came; its shape is that work's",
     "engine/params.py": "FilterParams plus issue 10's DenoiseParams: 444 lines; splitting it is that work's",
 }
 MAX_MODULE_LINES = 400

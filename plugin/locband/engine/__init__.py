@@ -1,6 +1,7 @@
 """The local-filtering engine: arrays in, arrays out (no files, no host names)."""
 
-from locband.engine.denoise import Denoiser, DenoiseStatistics, denoise
+from locband.engine._denoise_statistics import DenoiseStatistics
+from locband.engine.denoise import Denoiser, denoise
 from locband.engine.fsc import fsc
 from locband.engine.local import LocalFilter, local_filter
 from locband.engine.params import BandLayout, DenoiseParams, DenoiseResult, FilterParams, FilterResult, FSCCurve
