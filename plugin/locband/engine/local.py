@@ -32,7 +32,6 @@ to the device after the checks and results come back at the end; nothing in betw
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import time
@@ -47,6 +46,7 @@ from locband.engine import _device, _fft, _slabs
 from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume, pair_scale
 from locband.engine._device import to_host
 from locband.engine._grid import crop_blocks, crop_rows, frequency_squared_rows, rfft_shape
+from locband.engine._heap import trim_heap
 from locband.engine._interp import resample_linear, resample_rows
 from locband.engine.bands import band_layout, band_weight, gaussian_window
 from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
@@ -71,28 +71,6 @@ _KEEP_WEIGHT_ELEMENTS = 1 << 20
 #: the same for the windows of the statistics (2 MiB each): at 512^3 all of them would hold 50 MiB
 _KEEP_WINDOW_ELEMENTS = 1 << 19
 _NOISE_WINDOW = 2.0  # noise window sigma relative to the signal window (measured: README)
-
-
-def _trim_heap() -> None:
-    """Return the C heap's free memory to the system, where the C library can (glibc's malloc_trim).
-
-    Arrays under 32 MiB come from the heap; after the many medium-sized temporaries of the
-    cropped bands it keeps about 200 MiB free at 512^3, which would add to the peak of the
-    full-size phase. Elsewhere (no glibc) this does nothing.
-    """
-    trim = _MALLOC_TRIM[0]
-    if trim is not None:
-        trim(0)
-
-
-def _find_malloc_trim() -> Any:
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_MALLOC_TRIM: list[Any] = [_find_malloc_trim()]
 
 
 @dataclass
@@ -286,7 +264,7 @@ class LocalFilter:
                 out[b] = (self._half_weight(sig, d), (resample_linear(sig, self.stats_shape),
                                                       resample_linear(d, self.stats_shape)))
         outputs.release_map_buffers()  # the sums of the cropped bands need the room now
-        _trim_heap()
+        trim_heap()
         return out
 
     def _one_map(self, b: int, f: _Array, buf: _Array) -> _Array:
@@ -576,7 +554,7 @@ class _Outputs:
             self._real_buffers = [None, None, None]
             return
         assert self.spectra_grid is not None
-        _trim_heap()  # the cropped bands' temporaries: give their room back before the full-size phase
+        trim_heap()  # the cropped bands' temporaries: give their room back before the full-size phase
         while self.spectra:
             part = self.spectra.pop(0)
             spec = xp.zeros(rfft_shape(self.shape), dtype=xp.complex64)
