@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +44,12 @@ import numpy.typing as npt
 
 from locband.engine import _device, _fft, _slabs
 from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume, pair_scale
-from locband.engine._device import to_host
+from locband.engine._crossing import _Crossing
+from locband.engine._device import Array, to_host
 from locband.engine._grid import crop_blocks, crop_rows, frequency_squared_rows, rfft_shape
 from locband.engine._heap import trim_heap
 from locband.engine._interp import resample_linear, resample_rows
+from locband.engine._outputs import _Outputs
 from locband.engine.bands import band_layout, band_weight, gaussian_window
 from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
 from locband.engine.params import FilterParams, FilterResult, ProgressCallback
@@ -56,8 +58,6 @@ from locband.engine.units import cycles_to_angstrom
 __all__ = ["LocalFilter", "local_filter"]
 
 log = logging.getLogger(__name__)
-
-_Array = Any  # an array of the filter's namespace: numpy.ndarray, or cupy.ndarray on a GPU
 
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
 #: boxes of at least this many voxels are filtered in the lean schedule (see LocalFilter._band):
@@ -79,8 +79,8 @@ class _BandSetup:
 
     grid: tuple[int, ...]
     small: tuple[int, ...]
-    windows: tuple[_Array, _Array] | None  # LocalFilter._windows, kept for small statistics grids
-    weight: _Array | None  # band weight on the band's spectrum, kept for small grids
+    windows: tuple[Array, Array] | None  # LocalFilter._windows, kept for small statistics grids
+    weight: Array | None  # band weight on the band's spectrum, kept for small grids
 
 
 class LocalFilter:
@@ -144,13 +144,13 @@ class LocalFilter:
         self.layout = band_layout(shape, self.params)
         self.stats_shape = tuple(min(n, self.params.stats_grid) for n in shape)
         self._steps = tuple(1.0 / n for n in shape)
-        self._mask_cache: dict[tuple[int, ...], _Array] = {}
+        self._mask_cache: dict[tuple[int, ...], Array] = {}
         self._setup_cache: dict[int, _BandSetup] = {}
         self.calls = 0
 
     # -- one band -------------------------------------------------------------------------
-    def _band_stats(self, b: int, f1: _Array, f2: _Array, *, maps: Sequence[_Array] | None = None
-                    ) -> tuple[_Array, _Array, _Array, _Array]:
+    def _band_stats(self, b: int, f1: Array, f2: Array, *, maps: Sequence[Array] | None = None
+                    ) -> tuple[Array, Array, Array, Array]:
         """Band ``b`` of both halves and its local statistics.
 
         This is the seam shared by every consumer of the band-wise statistics (the linear
@@ -169,8 +169,8 @@ class LocalFilter:
         sig = self._signal(c, d, self.layout.n_effective[b], self.layout.stats_shapes[b])
         return b1, b2, sig, d
 
-    def _band_maps(self, b: int, f1: _Array, f2: _Array, maps: Sequence[_Array] | None
-                   ) -> tuple[_Array, _Array]:
+    def _band_maps(self, b: int, f1: Array, f2: Array, maps: Sequence[Array] | None
+                   ) -> tuple[Array, Array]:
         """The two halves' band ``b`` in real space, each made in place in its spectrum buffer."""
         xp, grid = self._xp, self.layout.grid_shapes[b]
         if maps is None:
@@ -180,7 +180,7 @@ class LocalFilter:
                               backend=self.backend) for buf in maps)
         return b1, b2
 
-    def _band_spectra(self, b: int, spectra: Sequence[_Array], dst: Sequence[_Array]) -> None:
+    def _band_spectra(self, b: int, spectra: Sequence[Array], dst: Sequence[Array]) -> None:
         """``dst[i] = spectra[i][crop] * weight``: band ``b`` on the band's grid, slab by slab."""
         xp, setup = self._xp, self._setup(b)
         grid = setup.grid
@@ -197,16 +197,16 @@ class LocalFilter:
 
         _slabs.run(work, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * mxh, xp), workers=self.workers)
 
-    def _weight_rows(self, b: int, z0: int, z1: int) -> _Array:
+    def _weight_rows(self, b: int, z0: int, z1: int) -> Array:
         """Band ``b``'s weight on planes ``z0:z1`` of its grid's spectrum."""
         s2 = frequency_squared_rows(self.layout.grid_shapes[b], self._steps, z0, z1, self._xp)
         return band_weight(self._xp.sqrt(s2), np.asarray(self.layout.centres), b)
 
-    def _local_powers(self, b: int, b1: _Array, b2: _Array) -> tuple[_Array, _Array]:
+    def _local_powers(self, b: int, b1: Array, b2: Array) -> tuple[Array, Array]:
         """``C = <b1 b2>`` and ``D = <(b1 - b2)^2> / 2`` smoothed by the band's windows, on its small grid."""
         xp, setup = self._xp, self._setup(b)
 
-        def produce(z0: int, z1: int) -> tuple[_Array, _Array]:
+        def produce(z0: int, z1: int) -> tuple[Array, Array]:
             x1, x2 = b1[z0:z1], b2[z0:z1]
             diff = x1 - x2
             xp.multiply(diff, diff, out=diff)
@@ -223,7 +223,7 @@ class LocalFilter:
         xp.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
         return c, d
 
-    def _band(self, b: int, f1: _Array, f2: _Array, outputs: _Outputs) -> tuple[_Array, _Array]:
+    def _band(self, b: int, f1: Array, f2: Array, outputs: _Outputs) -> tuple[Array, Array]:
         """Weight band ``b`` of both halves and add it to ``outputs`` (bands in increasing order).
 
         Returns the local signal and noise power on the coarse statistics grid. The last band
@@ -254,8 +254,8 @@ class LocalFilter:
     def _lean(self) -> bool:
         return int(np.prod(self.shape)) >= _LEAN_MIN_VOXELS
 
-    def _early_statistics(self, f1: _Array, f2: _Array, outputs: _Outputs
-                          ) -> dict[int, tuple[_Array, tuple[_Array, _Array]]]:
+    def _early_statistics(self, f1: Array, f2: Array, outputs: _Outputs
+                          ) -> dict[int, tuple[Array, tuple[Array, Array]]]:
         """Half weights and coarse statistics of the full-size bands but the last, made before any band is summed."""
         lay, out = self.layout, {}
         for b in range(lay.n_bands - 1):
@@ -267,14 +267,14 @@ class LocalFilter:
         trim_heap()
         return out
 
-    def _one_map(self, b: int, f: _Array, buf: _Array) -> _Array:
+    def _one_map(self, b: int, f: Array, buf: Array) -> Array:
         """Band ``b`` of one half in real space, made in place in ``buf``."""
         grid = self.layout.grid_shapes[b]
         self._band_spectra(b, (f,), (buf,))
         return _fft.irfftn(buf, grid, overwrite_input=True, out=_fft.real_view(buf, grid), workers=self.workers,
                            backend=self.backend)
 
-    def _half_weight(self, sig: _Array, d: _Array) -> _Array:
+    def _half_weight(self, sig: Array, d: Array) -> Array:
         """The weight of one half, ``S / (S + N)`` (0 where there is neither), on the statistics grid."""
         xp = self._xp
         den = sig + d
@@ -298,7 +298,7 @@ class LocalFilter:
         self._setup_cache[b] = setup
         return setup
 
-    def _windows(self, b: int) -> tuple[_Array, _Array]:
+    def _windows(self, b: int) -> tuple[Array, Array]:
         """Band ``b``'s windows on its statistics grid's spectrum: of ``C``, and of ``D`` times its 1/2."""
         lay, small = self.layout, self.layout.stats_shapes[b]
         s2 = frequency_squared_rows(small, self._steps, 0, small[0])  # frequencies per original voxel
@@ -306,7 +306,7 @@ class LocalFilter:
         gn = gaussian_window(s2, lay.sigma_voxels[b] * _NOISE_WINDOW) * np.float32(0.5)
         return _device.to_device(gs, self._xp), _device.to_device(gn, self._xp)
 
-    def _small_mask(self, small: tuple[int, ...]) -> _Array | None:
+    def _small_mask(self, small: tuple[int, ...]) -> Array | None:
         """The mask Fourier-cropped to a statistics grid (all of them made from one transform)."""
         if self.mask is None:
             return None
@@ -320,7 +320,7 @@ class LocalFilter:
                 self._mask_cache[grid] = _device.to_device(m, self._xp)
         return self._mask_cache[small]
 
-    def _signal(self, c: _Array, d: _Array, n_eff: float, small: tuple[int, ...]) -> _Array:
+    def _signal(self, c: Array, d: Array, n_eff: float, small: tuple[int, ...]) -> Array:
         """Local signal power from the local cross-power ``c`` and noise power ``d``.
 
         1. Shrinkage towards the band's global level (empirical Bayes): with ``v`` the
@@ -338,7 +338,7 @@ class LocalFilter:
         v *= np.float32(1.0 / n_eff)
         wsum = float(m.sum()) if m is not None else float(c.size)
 
-        def mean(a: _Array) -> float:
+        def mean(a: Array) -> float:
             return float((a * m).sum()) / wsum if m is not None else float(a.mean())
 
         level = mean(c)
@@ -444,7 +444,7 @@ class LocalFilter:
         lay, par, xp = self.layout, self.params, self._xp
         outputs = _Outputs(self.shape, lay.grid_shapes, workers=self.workers, backend=self.backend, xp=xp)
         crossing = _Crossing(self.stats_shape, lay.centres, par.criterion, xp=xp)
-        snr_bands: list[_Array] | None = [] if par.keep_band_snr else None
+        snr_bands: list[Array] | None = [] if par.keep_band_snr else None
         cost = np.cumsum([float(np.prod(g)) for g in lay.grid_shapes])
         t1 = time.perf_counter()
         for b in range(lay.n_bands):
@@ -476,7 +476,7 @@ class LocalFilter:
                             fsc_unmasked=fsc_unmasked, fsc_masked=fsc_masked, bands=lay, params=par,
                             band_snr=None if snr_bands is None else to_host(xp.stack(snr_bands)), timings=timings)
 
-    def _local_resolution(self, frequency: _Array, floor: np.float32, outputs: _Outputs | None = None
+    def _local_resolution(self, frequency: Array, floor: np.float32, outputs: _Outputs | None = None
                           ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Local frequency (cycles/voxel, at least ``floor``) and resolution (Å) on the full grid, on the host.
 
@@ -496,237 +496,6 @@ class LocalFilter:
         rows = _slabs.slab_rows(self.shape[0], self.shape[1] * self.shape[2], xp)
         _slabs.run(work, self.shape[0], rows=rows, workers=self.workers)
         return to_host(freq), to_host(res)
-
-
-class _Outputs:
-    """Sums of the weighted bands of the two halves and the average, for one call.
-
-    Bands on cropped grids are summed as spectra: each band's three weighted spectra absorb the
-    sums of the smaller bands before them (grids grow with the band), so no sum is kept at a
-    size larger than the band in hand. When the first full-size band arrives (bands come in
-    increasing order) the sums become real volumes, each transformed in place in a full-size
-    spectrum buffer, to which the full-size bands are added directly, saving their forward FFTs.
-    Full-size band maps are made in at most two full-size buffers per call (:meth:`map_buffers`).
-    """
-
-    def __init__(self, shape: tuple[int, ...], grids: tuple[tuple[int, ...], ...], *, workers: int,
-                 backend: str, xp: Any = np) -> None:
-        self.shape = shape
-        self.workers, self.backend, self.xp = workers, backend, xp
-        self.spectra: list[_Array] = []  # the sums of the cropped bands so far, on spectra_grid
-        self.spectra_grid: tuple[int, ...] | None = None
-        self.real: list[_Array] = []
-        self._real_buffers: list[_Array | None] = []  # the spectrum buffer each real sum lives in
-        self.early: dict[int, tuple[_Array, tuple[_Array, _Array]]] | None = None  # see LocalFilter._band
-        self.spare: list[_Array] = []  # full-size complex buffers no longer needed (see volume)
-        self._work: list[_Array | None] = [None, None]
-
-    def map_buffers(self, grid: tuple[int, ...], *, start: bool = True) -> list[_Array]:
-        """Two complex64 buffers of ``grid``'s rfft shape to make a band's maps in.
-
-        Full-size ones are the call's two reusable buffers (with ``start``, the sums become real
-        volumes first: full-size bands are added to those); smaller ones are new, and become the
-        band's weighted spectra.
-        """
-        xp = self.xp
-        if grid != self.shape:
-            return [xp.empty(rfft_shape(grid), dtype=xp.complex64) for _ in range(2)]
-        if start:
-            self._to_real()
-        return [self._full_buffer(0), self._full_buffer(1)]
-
-    def _full_buffer(self, i: int) -> _Array:
-        buf = self._work[i]
-        if buf is None:
-            buf = self._work[i] = self.xp.empty(rfft_shape(self.shape), dtype=self.xp.complex64)
-        return buf
-
-    def release_map_buffers(self) -> None:
-        """Give the full-size buffers back (they are made again if asked for)."""
-        self._work = [None, None]
-
-    def _to_real(self) -> None:
-        if self.real:
-            return
-        xp = self.xp
-        if not self.spectra:
-            self.real = [xp.zeros(self.shape, dtype=xp.float32) for _ in range(3)]
-            self._real_buffers = [None, None, None]
-            return
-        assert self.spectra_grid is not None
-        trim_heap()  # the cropped bands' temporaries: give their room back before the full-size phase
-        while self.spectra:
-            part = self.spectra.pop(0)
-            spec = xp.zeros(rfft_shape(self.shape), dtype=xp.complex64)
-            for in_full, in_crop in crop_blocks(self.shape, self.spectra_grid):
-                spec[in_full] = part[in_crop]
-            del part
-            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, out=_fft.real_view(spec, self.shape),
-                                         workers=self.workers, backend=self.backend))
-            self._real_buffers.append(spec)
-
-    def _absorb(self, grid: tuple[int, ...], spectra: list[_Array]) -> None:
-        """Add a band's spectra (on ``grid``) to the running sums, keeping the larger grid's arrays."""
-        if self.spectra_grid is not None and not all(g >= s for g, s in zip(grid, self.spectra_grid, strict=True)):
-            if not all(s >= g for g, s in zip(grid, self.spectra_grid, strict=True)):
-                raise ValueError(f"band grids must nest: {grid} after {self.spectra_grid}")
-            for old, spec in zip(self.spectra, spectra, strict=True):  # a smaller band after a larger one
-                for in_full, in_crop in crop_blocks(self.spectra_grid, grid):
-                    old[in_full] += spec[in_crop]
-            return
-        if self.spectra_grid is not None:  # bands in increasing order: the new spectra absorb the sums
-            blocks = crop_blocks(grid, self.spectra_grid)
-            for spec, old in zip(spectra, self.spectra, strict=True):
-                for in_full, in_crop in blocks:
-                    spec[in_full] += old[in_crop]
-        self.spectra, self.spectra_grid = spectra, grid
-
-    def _weights(self, w_half: _Array, grid: tuple[int, ...], z0: int, z1: int) -> tuple[_Array, _Array]:
-        """Planes ``z0:z1`` of the half weight ``w`` and of the average's ``w / (1 + w)`` on ``grid``."""
-        w = resample_rows(w_half, grid, z0, z1)
-        w_full = w + 1
-        self.xp.divide(w, w_full, out=w_full)
-        return w, w_full
-
-    def _run_slabs(self, fn: Callable[[int, int], None], grid: tuple[int, ...]) -> None:
-        _slabs.run(fn, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * grid[2], self.xp), workers=self.workers)
-
-    def add_weighted(self, grid: tuple[int, ...], maps: Sequence[_Array], w_half: _Array) -> None:
-        """Weight one band's maps (made on ``grid`` in ``maps`` by :meth:`LocalFilter._band_stats`) and add them.
-
-        ``w_half`` is the half weight ``S/(S+N)`` on the band's statistics grid; the average
-        gets ``S/(S+N/2) = 2w/(1+w)`` (one interpolation serves both; the 1/2 of the average
-        cancels the 2). Interpolation and weighting run slab by slab: no volume-sized weights.
-        """
-        xp = self.xp
-        b1, b2 = (_fft.real_view(m, grid) for m in maps)
-        if grid == self.shape:
-            self._to_real()
-            o1, o2, of = self.real
-
-            def add(z0: int, z1: int) -> None:
-                w, w_full = self._weights(w_half, grid, z0, z1)
-                x1, x2 = b1[z0:z1], b2[z0:z1]
-                t = x1 + x2
-                t *= w_full
-                of[z0:z1] += t
-                xp.multiply(x1, w, out=t)
-                o1[z0:z1] += t
-                xp.multiply(x2, w, out=t)
-                o2[z0:z1] += t
-
-            self._run_slabs(add, grid)
-            return
-
-        def produce(z0: int, z1: int) -> tuple[_Array, _Array, _Array]:
-            w, w_full = self._weights(w_half, grid, z0, z1)
-            x1, x2 = b1[z0:z1], b2[z0:z1]
-            full = x1 + x2
-            full *= w_full
-            return x1 * w, x2 * w, full
-
-        spectra = [maps[0], maps[1], xp.empty(rfft_shape(grid), dtype=xp.complex64)]
-        _fft.rfftn_slabs(produce, grid, spectra, workers=self.workers, backend=self.backend)
-        self._absorb(grid, spectra)
-
-    def add_one_at_a_time(self, grid: tuple[int, ...], make_map: Callable[[_Array, _Array], _Array],
-                          spectra: Sequence[_Array], w_half: _Array) -> None:
-        """Add a full-size band whose maps are made one half at a time in one buffer (lean schedule).
-
-        ``make_map(spectrum, buffer)`` returns one half's band map made in ``buffer``. The
-        average gets ``w/(1+w) * b1`` and ``w/(1+w) * b2`` one after the other.
-        """
-        xp = self.xp
-        self._to_real()
-        of = self.real[2]
-        buf = self._full_buffer(0)
-        for spec, target in zip(spectra, self.real[:2], strict=True):
-            bmap = make_map(spec, buf)
-
-            def add(z0: int, z1: int, bmap: _Array = bmap, target: _Array = target) -> None:
-                w, w_full = self._weights(w_half, grid, z0, z1)
-                x = bmap[z0:z1]
-                t = x * w
-                target[z0:z1] += t
-                xp.multiply(x, w_full, out=t)
-                of[z0:z1] += t
-
-            self._run_slabs(add, grid)
-
-    def add(self, b: int, o1: _Array, o2: _Array, of: _Array) -> None:
-        """Add band ``b``'s weighted half 1, half 2 and average (real, on the band's grid)."""
-        grid = tuple(o1.shape)
-        if grid == self.shape:
-            self._to_real()
-            for target, part in zip(self.real, (o1, o2, of), strict=True):
-                target += part
-        else:
-            self._absorb(grid, [_fft.rfftn(part, workers=self.workers, backend=self.backend) for part in (o1, o2, of)])
-
-    def volume(self) -> _Array:
-        """A C-contiguous float32 volume of the box, in a spare full-size buffer if there is one.
-
-        A spare rfft buffer holds ``nz * ny * 2 * (nx // 2 + 1)`` floats, at least a volume:
-        results made there need no new memory (at 512^3 five volumes that would otherwise be
-        fresh pages, about a second of system time each on a busy machine). :meth:`finish` copies
-        each sum into a spare buffer and then spares the sum's own buffer: the spectra of the last
-        band hold the halves, the first sum's buffer the average, the others the local resolution.
-        """
-        xp = self.xp
-        if not self.spare:
-            return xp.empty(self.shape, dtype=xp.float32)
-        n = int(np.prod(self.shape))
-        return self.spare.pop().view(xp.float32).reshape(-1)[:n].reshape(self.shape)
-
-    def finish(self) -> tuple[_Array, ...]:
-        """The three real output volumes (C-contiguous)."""
-        self._to_real()
-        self.spare.extend(w for w in self._work if w is not None)
-        self._work = [None, None]
-        out = []
-        while self.real:  # one at a time: a padded volume is copied out, then its buffer is spare
-            padded, buf = self.real.pop(0), self._real_buffers.pop(0)
-            target = self.volume()
-            target[...] = padded
-            out.append(target)
-            del padded
-            if buf is not None:
-                self.spare.insert(0, buf)
-        return tuple(out)
-
-
-class _Crossing:
-    """Local resolution: where the local half-map FSC first falls below the criterion.
-
-    Bands arrive in increasing order; between two band centres the crossing is interpolated
-    linearly in the local FSC. Voxels that never fall below stay at the last centre (Nyquist).
-    """
-
-    def __init__(self, shape: tuple[int, ...], centres: tuple[float, ...], criterion: float, *,
-                 xp: Any = np) -> None:
-        self.centres = centres
-        self.criterion = np.float32(criterion)
-        self.xp = xp
-        self.frequency = xp.full(shape, centres[-1], dtype=xp.float32)
-        self.found = xp.zeros(shape, dtype=bool)
-        self.prev: _Array | None = None
-
-    def update(self, b: int, sig: _Array, noise: _Array) -> None:
-        """Take band ``b``'s local signal and noise power (on the coarse statistics grid)."""
-        xp = self.xp
-        den = sig + noise
-        loc = xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(1))  # no noise at all: FSC 1
-        crit = self.criterion
-        if self.prev is None:
-            cross = loc < crit
-            self.frequency[cross] = 0.0
-        else:
-            cross = ~self.found & (loc < crit)
-            t = xp.clip((self.prev - crit) / xp.maximum(self.prev - loc, np.float32(1e-12)), 0, 1)
-            c0, c1 = self.centres[b - 1], self.centres[b]
-            self.frequency[cross] = (c0 + t * (c1 - c0))[cross]
-        self.found |= cross
-        self.prev = loc
 
 
 def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angstrom: float,
