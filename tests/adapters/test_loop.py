@@ -14,7 +14,8 @@ import pytest
 from locband import local_filter
 from locband import denoise
 from locband.adapters.loop import FSC_THRESHOLD, LoopStep, RefinementFilter
-from locband.engine.params import DenoiseParams, DenoiseResult, FilterParams
+from locband.engine.denoise_params import DenoiseParams, DenoiseResult
+from locband.engine.params import FilterParams
 from locband.engine.synthetic import synthetic_pair
 from locband.engine.units import cycles_to_angstrom
 

@@ -33,9 +33,10 @@ from locband.engine._grid import crop_indices, frequency_squared, rfft_multiplic
 from locband.engine._interp import resample_linear
 from locband.engine._outputs import _Outputs
 from locband.engine.bands import band_weight, gaussian_window
+from locband.engine.denoise_params import DenoiseParams, DenoiseResult
 from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
 from locband.engine.local import LocalFilter
-from locband.engine.params import BandLayout, DenoiseParams, DenoiseResult, FSCCurve
+from locband.engine.params import BandLayout, FSCCurve
 from locband.engine.priors import _CONNECT, EnvelopeSpec, envelope_from_map, solvent_level
 from locband.engine.priors import apply_positivity, flatten_solvent
 from locband.engine.priors import gaussian_smooth
