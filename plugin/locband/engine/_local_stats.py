@@ -46,7 +46,6 @@ from locband.engine.units import cycles_to_angstrom
 
 __all__ = ["LocalStatistics"]
 
-
 #: band weights of at most this many coefficients (4 MiB) are kept between calls: keeping the
 #: larger ones would hold 120 MiB at 512^3, for about 0.05 CPU-s per call at 256^3
 _KEEP_WEIGHT_ELEMENTS = 1 << 20
