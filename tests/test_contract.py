@@ -43,10 +43,7 @@ FILE_FUNCTIONS = {"json": {"load", "dump"}, "np": {"load", "save", "savez", "sav
 #: that most commands never need (the RELION hook starts once per half and iteration)
 LAZY_IMPORTS = ("cryosparc", "pipeliner", "cupy", "matplotlib", "starfile")
 #: modules over the size limits, and why they are allowed to be
-SHAPE_EXCEPTIONS = {
-    "engine/local.py": "the engine of issue 13 (speed), merged as it came; its shape is that work's",
-    "engine/params.py": "FilterParams plus issue 10's DenoiseParams: 444 lines; splitting it is that work's",
-}
+SHAPE_EXCEPTIONS: dict[str, str] = {}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 

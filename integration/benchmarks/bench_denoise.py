@@ -50,10 +50,10 @@ sys.path.insert(0, str(ROOT / "plugin"))
 from locband.engine import _fft  # noqa: E402
 from locband.engine._grid import frequency_squared  # noqa: E402
 from locband.engine.denoise import denoise  # noqa: E402
+from locband.engine.denoise_params import DenoiseParams  # noqa: E402
 from locband.engine.fsc import fsc, shell_index  # noqa: E402
 from locband.engine.local import local_filter  # noqa: E402
 from locband.engine.metrics import real_space_correlation, shell_scaled_correlation  # noqa: E402
-from locband.engine.params import DenoiseParams  # noqa: E402
 from locband.engine.synthetic import synthetic_pair  # noqa: E402
 from locband.engine.units import ANGSTROM3_PER_DALTON  # noqa: E402
 from locband.engine.wiener import global_wiener_filter  # noqa: E402

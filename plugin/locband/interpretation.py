@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from locband import __version__
 from locband.engine.denoise import Denoiser
-from locband.engine.params import DenoiseParams, DenoiseResult, FSCCurve, ProgressCallback
+from locband.engine.denoise_params import DenoiseParams, DenoiseResult
+from locband.engine.params import FSCCurve, ProgressCallback
 from locband.inputs import load_inputs, naming_engine_errors
 from locband.io.outputs import Writer
 from locband.options import ENGINE, MASK, DenoiseSettings, EngineSettings, Option

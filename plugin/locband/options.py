@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from locband._threads import default_threads
-from locband.engine.params import DenoiseParams, FilterParams
+from locband.engine import DenoiseParams, FilterParams
 from locband.errors import OptionError
 
 __all__ = ["Option", "EngineSettings", "ENGINE", "HALF1", "HALF2", "PIXEL_SIZE", "MASK", "REPORT", "QUIET", "OUT_DIR",
@@ -310,7 +310,7 @@ class DenoiseSettings:
 
     Physical units (``molecular_mass_kda``, ``bfactor_angstrom2`` instead of local sharpening,
     ``sharpen_from_angstrom``); ``significance`` is False for ``linear_weights``.
-    :class:`locband.interpretation.DenoiseJob` makes :class:`~locband.engine.params.DenoiseParams`
+    :class:`locband.interpretation.DenoiseJob` makes :class:`~locband.engine.denoise_params.DenoiseParams`
     of them at the voxel size of the maps.
     """
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from locband.engine.denoise_params import DenoiseResult
 from locband.engine.local import LocalFilter
-from locband.engine.params import DenoiseResult, FilterResult, ProgressCallback
+from locband.engine.params import FilterResult, ProgressCallback
 from locband.inputs import load_inputs, naming_engine_errors
 from locband.io.mrc import read_map, write_map
 from locband.io.outputs import OutputSet, Writer

@@ -14,7 +14,8 @@ import pytest
 from locband import local_filter
 from locband import denoise
 from locband.adapters.loop import FSC_THRESHOLD, LoopStep, RefinementFilter
-from locband.engine.params import DenoiseParams, DenoiseResult, FilterParams
+from locband.engine.denoise_params import DenoiseParams, DenoiseResult
+from locband.engine.params import FilterParams
 from locband.engine.synthetic import synthetic_pair
 from locband.engine.units import cycles_to_angstrom
 
@@ -33,13 +34,13 @@ def _iterations(shape: tuple[int, int, int], n: int) -> tuple[np.ndarray, list[t
 PLANS_SCRIPT = """
 import json, sys
 import numpy as np
-import locband.engine.local as local_mod
+import locband.engine._local_stats as stats_mod
 from locband.adapters.loop import RefinementFilter
 from locband.engine.synthetic import synthetic_pair
 
 layouts = []
-real_layout = local_mod.band_layout
-local_mod.band_layout = lambda *a, **k: layouts.append(1) or real_layout(*a, **k)
+real_layout = stats_mod.band_layout
+stats_mod.band_layout = lambda *a, **k: layouts.append(1) or real_layout(*a, **k)
 shape = (37, 35, 33)
 pair = synthetic_pair(shape, noise_std=0.5, seed=3)
 rf = RefinementFilter(shape, pixel_size_angstrom=1.3, mask=pair.mask, backend="pyfftw")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from locband.engine.params import DenoiseParams
+from locband.engine.denoise_params import DenoiseParams
 from locband.engine.priors import (
     EnvelopeSpec,
     apply_positivity,

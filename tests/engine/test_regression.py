@@ -90,7 +90,7 @@ def test_results_do_not_depend_on_the_thread_count(slab_elements, lean):
 
 def test_outputs_add_sums_bands_in_any_order_of_grids():
     """_Outputs.add (the seam other engines use) sums weighted bands given as real maps."""
-    from locband.engine.local import _Outputs
+    from locband.engine._outputs import _Outputs
 
     rng = np.random.default_rng(3)
     shape, grids = (24, 20, 18), [(8, 8, 6), (12, 10, 9), (24, 20, 18)]

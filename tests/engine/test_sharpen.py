@@ -7,7 +7,8 @@ from locband.engine import _fft
 from locband.engine._grid import frequency_squared
 from locband.engine.bands import band_layout
 from locband.engine.denoise import Denoiser
-from locband.engine.params import DenoiseParams, FilterParams
+from locband.engine.denoise_params import DenoiseParams
+from locband.engine.params import FilterParams
 from locband.engine.sharpen import band_volumes, local_bfactor, sharpening_gain, significance_ramp
 
 

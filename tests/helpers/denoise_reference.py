@@ -28,12 +28,15 @@ from scipy import ndimage
 
 from locband.engine import _fft
 from locband.engine._checks import PairScale, check_mask, check_positive, check_same_shape, check_volume, pair_scale
+from locband.engine._crossing import _Crossing
 from locband.engine._grid import crop_indices, frequency_squared, rfft_multiplicity, rfft_shape
 from locband.engine._interp import resample_linear
+from locband.engine._outputs import _Outputs
 from locband.engine.bands import band_weight, gaussian_window
+from locband.engine.denoise_params import DenoiseParams, DenoiseResult
 from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
-from locband.engine.local import LocalFilter, _Crossing, _Outputs
-from locband.engine.params import BandLayout, DenoiseParams, DenoiseResult, FSCCurve
+from locband.engine.local import LocalFilter
+from locband.engine.params import BandLayout, FSCCurve
 from locband.engine.priors import _CONNECT, EnvelopeSpec, envelope_from_map, solvent_level
 from locband.engine.priors import apply_positivity, flatten_solvent
 from locband.engine.priors import gaussian_smooth

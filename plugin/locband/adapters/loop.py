@@ -33,16 +33,9 @@ import numpy.typing as npt
 from locband._threads import default_threads
 from locband.engine import _fft
 from locband.engine.denoise import Denoiser
+from locband.engine.denoise_params import DenoiseParams, DenoiseResult
 from locband.engine.local import LocalFilter
-from locband.engine.params import (
-    CROSSED,
-    GOLD_STANDARD_FSC,
-    DenoiseParams,
-    DenoiseResult,
-    FilterParams,
-    FilterResult,
-    ProgressCallback,
-)
+from locband.engine.params import CROSSED, GOLD_STANDARD_FSC, FilterParams, FilterResult, ProgressCallback
 from locband.engine.units import fsc_resolution_angstrom
 
 __all__ = ["LoopStep", "RefinementFilter"]

@@ -22,8 +22,8 @@ from locband.engine import _slabs
 from locband.engine._grid import rfft_shape
 from locband.engine._interp import resample_linear
 from locband.engine._shells import ShellSums
+from locband.engine.denoise_params import DenoiseParams
 from locband.engine.local import LocalFilter
-from locband.engine.params import DenoiseParams
 
 __all__ = ["Buffers", "Plan", "ProgressCallback", "Vol", "resampled", "wiener"]
 

@@ -7,7 +7,7 @@ Per band ``b`` the local signal power ``S`` and noise power ``N`` of one half
 Everything taken from both halves together is kept in :class:`DenoiseStatistics`.
 
 **Cost.** The linear start is the linear filter's own band work
-(:class:`~locband.engine.local._Outputs`); the full-size buffers its sums leave spare go on to
+(:class:`~locband.engine._outputs._Outputs`); the full-size buffers its sums leave spare go on to
 the density modification (:class:`~locband.engine._denoise_plan.Buffers`).
 """
 
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from locband.engine._crossing import _Crossing
 from locband.engine._denoise_plan import Buffers, Plan, ProgressCallback, Vol, resampled, wiener
-from locband.engine.local import _Crossing, _Outputs
+from locband.engine._outputs import _Outputs
 
 __all__ = ["DenoiseStatistics", "linear_start"]
 
@@ -75,7 +76,7 @@ def linear_start(plan: Plan, f1: npt.NDArray[np.complex64], f2: npt.NDArray[np.c
     """The statistics (measured unless given) and the linear filter's three maps.
 
     The linear maps are exactly ``locband filter``'s, made as it makes them
-    (:class:`~locband.engine.local._Outputs`): per band the half weight ``w = S / (S + N)``
+    (:class:`~locband.engine._outputs._Outputs`): per band the half weight ``w = S / (S + N)``
     interpolated from its statistics grid, the average's ``2w/(1+w)``, band maps made in
     reused buffers and weighted over slabs. The full-size buffers that the sums leave spare
     go to ``spare`` for the density modification.

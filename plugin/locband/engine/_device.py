@@ -17,7 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["DEVICES", "DeviceUnavailableError", "GPU_INSTALL_HINT", "namespace", "array_module", "to_host",
-           "to_device", "is_host"]
+           "to_device", "is_host", "Array"]
+
+#: an array of a filter's namespace: numpy.ndarray, or cupy.ndarray on a GPU (CuPy is untyped)
+Array = Any
 
 #: the devices a filter can run on
 DEVICES = ("cpu", "cuda")

@@ -86,9 +86,9 @@ from locband.engine._denoise_plan import Buffers, Plan, ProgressCallback
 from locband.engine._denoise_statistics import DenoiseStatistics, linear_start
 from locband.engine._denoise_validation import cross_validate, envelope_noise, raw_sums
 from locband.engine._shells import fsc_curve
+from locband.engine.denoise_params import DenoiseParams, DenoiseResult
 from locband.engine.fsc import check_independent_halves
 from locband.engine.local import LocalFilter
-from locband.engine.params import DenoiseParams, DenoiseResult
 from locband.engine.units import angstrom_to_cycles, molecular_volume_voxels
 
 __all__ = ["Denoiser", "denoise"]

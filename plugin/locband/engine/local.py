@@ -1,29 +1,18 @@
 """Local band-wise Wiener filtering of two half-maps.
 
-For every band (see :mod:`locband.engine.bands`) both halves are brought back to real space
-on a Fourier-cropped grid just large enough for the band. Around every voxel a Gaussian window
-whose sigma is a fixed number of the band's wavelengths gives
+Every band's local signal power ``S`` and noise power ``D`` of one half come from the plan the
+filter is built on (:class:`locband.engine._local_stats.LocalStatistics`: band maps on
+Fourier-cropped grids, windowed statistics, the corrected signal estimate). The local half-map
+FSC is ``S / (S + D)``; it is the Wiener weight of one half, and ``S / (S + D / 2)`` that of the
+average. The local resolution is where the local FSC first falls below the criterion
+(:class:`locband.engine._crossing._Crossing`).
 
-* ``C = <b1 b2>``, the local cross-power (signal power: the noise of the halves is independent),
-* ``D = <(b1 - b2)^2> / 2``, the local noise power of one half.
-
-The noise power is smoothed over a window ``_NOISE_WINDOW`` times as wide (noise varies slowly,
-and a steadier denominator makes steadier weights). The signal estimate is corrected for the
-finite window in two steps (:meth:`LocalFilter._signal`): ``C`` is shrunk towards the band's
-global level, ``x = mu + k (C - mu)``, by as much as its spatial variation does not exceed the
-noise, then a non-negative garrote, ``S = max(x - (z k sd)^2 / x, 0)`` with ``sd = D /
-sqrt(n_eff)`` the standard deviation of ``C`` on pure noise for this band and window: local
-correlations within a few ``sd`` of zero are removed, strong ones are kept almost unbiased. The local half-map FSC
-is ``S / (S + D)``; it is the Wiener weight of one half, and ``S / (S + D / 2)`` that of the
-average.
-
-Cost and memory: the smoothed statistics are band-limited by their window, so they are kept on
-a small grid (their transforms compute only the frequencies the window passes) and the weights
-are brought back by separable linear interpolation. Bands whose grid is the full box are
-weighted and summed in real space; the smaller ones are summed as Fourier-cropped spectra and
-transformed back once. Volume-sized work runs over slabs of planes on the filter's threads
-(:mod:`locband.engine._slabs`); band maps are transformed in place in their spectrum buffers,
-and the full-size buffers are reused by every full-size band of a call.
+Cost and memory: the statistics are kept on a small grid and the weights are brought back by
+separable linear interpolation. Bands whose grid is the full box are weighted and summed in
+real space; the smaller ones are summed as Fourier-cropped spectra and transformed back once
+(:class:`locband.engine._outputs._Outputs`). Volume-sized work runs over slabs of planes on the
+filter's threads (:mod:`locband.engine._slabs`); band maps are transformed in place in their
+spectrum buffers, and the full-size buffers are reused by every full-size band of a call.
 
 Device: the array code is written against one namespace ``xp``, NumPy for ``device="cpu"`` or
 CuPy for ``device="cuda"`` (:mod:`locband.engine._device`), chosen once per filter. Inputs go
@@ -32,32 +21,27 @@ to the device after the checks and results come back at the end; nothing in betw
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from locband.engine import _device, _fft, _slabs
-from locband.engine._checks import check_mask, check_positive, check_same_shape, check_volume, pair_scale
-from locband.engine._device import to_host
-from locband.engine._grid import crop_blocks, crop_rows, frequency_squared_rows, rfft_shape
-from locband.engine._interp import resample_linear, resample_rows
-from locband.engine.bands import band_layout, band_weight, gaussian_window
+from locband.engine import _fft
+from locband.engine._checks import PairScale, check_same_shape, check_volume, pair_scale
+from locband.engine._crossing import _Crossing
+from locband.engine._device import Array, to_host
+from locband.engine._heap import trim_heap
+from locband.engine._interp import resample_linear
+from locband.engine._local_stats import LocalStatistics
+from locband.engine._outputs import _Outputs
 from locband.engine.fsc import check_independent_halves, fsc_from_spectra, masked_for_fsc
-from locband.engine.params import FilterParams, FilterResult, ProgressCallback
-from locband.engine.units import cycles_to_angstrom
+from locband.engine.params import FilterParams, FilterResult, FSCCurve, ProgressCallback
 
 __all__ = ["LocalFilter", "local_filter"]
 
 log = logging.getLogger(__name__)
-
-_Array = Any  # an array of the filter's namespace: numpy.ndarray, or cupy.ndarray on a GPU
 
 _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
 #: boxes of at least this many voxels are filtered in the lean schedule (see LocalFilter._band):
@@ -65,47 +49,9 @@ _SNR_CAP = 1e6  # reported SNR where the halves agree exactly (no noise at all)
 #: for two more inverse transforms per full-size band but the last (17 % more CPU time, measured at
 #: 256^3 with the schedule forced). Below it memory is no concern (under 1 GiB) and speed is.
 _LEAN_MIN_VOXELS = 300 ** 3
-#: band weights of at most this many coefficients (4 MiB) are kept between calls: keeping the
-#: larger ones would hold 120 MiB at 512^3, for about 0.05 CPU-s per call at 256^3
-_KEEP_WEIGHT_ELEMENTS = 1 << 20
-#: the same for the windows of the statistics (2 MiB each): at 512^3 all of them would hold 50 MiB
-_KEEP_WINDOW_ELEMENTS = 1 << 19
-_NOISE_WINDOW = 2.0  # noise window sigma relative to the signal window (measured: README)
 
 
-def _trim_heap() -> None:
-    """Return the C heap's free memory to the system, where the C library can (glibc's malloc_trim).
-
-    Arrays under 32 MiB come from the heap; after the many medium-sized temporaries of the
-    cropped bands it keeps about 200 MiB free at 512^3, which would add to the peak of the
-    full-size phase. Elsewhere (no glibc) this does nothing.
-    """
-    trim = _MALLOC_TRIM[0]
-    if trim is not None:
-        trim(0)
-
-
-def _find_malloc_trim() -> Any:
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_MALLOC_TRIM: list[Any] = [_find_malloc_trim()]
-
-
-@dataclass
-class _BandSetup:
-    """What band ``b`` needs on every call: its grids, windows and (for small grids) weights."""
-
-    grid: tuple[int, ...]
-    small: tuple[int, ...]
-    windows: tuple[_Array, _Array] | None  # LocalFilter._windows, kept for small statistics grids
-    weight: _Array | None  # band weight on the band's spectrum, kept for small grids
-
-
-class LocalFilter:
+class LocalFilter(LocalStatistics):
     """A local band-wise filter planned for one box, voxel size and mask.
 
     Create it once per refinement (or per map size); each call filters one pair of halves and
@@ -137,115 +83,7 @@ class LocalFilter:
         (:class:`~locband.engine._device.DeviceUnavailableError`, naming what to install).
     """
 
-    def __init__(self, shape: tuple[int, ...], *, pixel_size_angstrom: float,
-                 mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
-                 workers: int = 1, backend: str | None = None, device: str = "cpu") -> None:
-        shape = tuple(int(n) for n in shape)
-        if len(shape) != 3 or min(shape) < 8:
-            raise ValueError(f"shape must be (nz, ny, nx) with every edge >= 8, got {shape}")
-        self.shape = shape
-        self.pixel_size_angstrom = check_positive(pixel_size_angstrom, name="pixel_size_angstrom")
-        self.params = params if params is not None else FilterParams()
-        if not isinstance(self.params, FilterParams):
-            raise TypeError(f"params must be a FilterParams, got {type(self.params).__name__}")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-        self.workers = workers
-        if device == "cuda" and backend is not None:
-            raise ValueError(f"backend={backend!r} chooses the FFT on the CPU; with device 'cuda' the FFTs are "
-                             "cuFFT's (leave backend unset)")
-        self._xp = _device.namespace(device)
-        self.device = device
-        if device == "cuda":
-            self.backend = "cupy"
-        else:
-            self.backend = backend if backend is not None else _fft.default_backend()
-            _fft.rfftn(np.zeros((2, 2, 2), np.float32), backend=self.backend)  # validates the name
-        self.mask = None if mask is None else check_mask(mask, shape)
-        self._mask_x = None if self.mask is None else _device.to_device(self.mask, self._xp)
-        self.layout = band_layout(shape, self.params)
-        self.stats_shape = tuple(min(n, self.params.stats_grid) for n in shape)
-        self._steps = tuple(1.0 / n for n in shape)
-        self._mask_cache: dict[tuple[int, ...], _Array] = {}
-        self._setup_cache: dict[int, _BandSetup] = {}
-        self.calls = 0
-
-    # -- one band -------------------------------------------------------------------------
-    def _band_stats(self, b: int, f1: _Array, f2: _Array, *, maps: Sequence[_Array] | None = None
-                    ) -> tuple[_Array, _Array, _Array, _Array]:
-        """Band ``b`` of both halves and its local statistics.
-
-        This is the seam shared by every consumer of the band-wise statistics (the linear
-        filter here, the interpretation map elsewhere): it returns ``(b1, b2, signal, noise)``,
-        the band maps on the band's grid ``layout.grid_shapes[b]`` and the local signal and
-        noise power of one half on its statistics grid ``layout.stats_shapes[b]``. Arrays are
-        of the filter's namespace (NumPy, or CuPy on a GPU); ``f1`` and ``f2`` are the rfft
-        spectra of the halves (:func:`locband.engine._fft.rfftn`) and are not changed.
-
-        ``maps``, optional: two C-contiguous complex64 buffers of the band grid's rfft shape;
-        the band maps are then made in place in them (``b1``, ``b2`` are views with padded
-        rows, :func:`locband.engine._fft.real_view`). By default new buffers are made.
-        """
-        b1, b2 = self._band_maps(b, f1, f2, maps)
-        c, d = self._local_powers(b, b1, b2)
-        sig = self._signal(c, d, self.layout.n_effective[b], self.layout.stats_shapes[b])
-        return b1, b2, sig, d
-
-    def _band_maps(self, b: int, f1: _Array, f2: _Array, maps: Sequence[_Array] | None
-                   ) -> tuple[_Array, _Array]:
-        """The two halves' band ``b`` in real space, each made in place in its spectrum buffer."""
-        xp, grid = self._xp, self.layout.grid_shapes[b]
-        if maps is None:
-            maps = [xp.empty(rfft_shape(grid), dtype=xp.complex64) for _ in range(2)]
-        self._band_spectra(b, (f1, f2), maps)
-        b1, b2 = (_fft.irfftn(buf, grid, overwrite_input=True, out=_fft.real_view(buf, grid), workers=self.workers,
-                              backend=self.backend) for buf in maps)
-        return b1, b2
-
-    def _band_spectra(self, b: int, spectra: Sequence[_Array], dst: Sequence[_Array]) -> None:
-        """``dst[i] = spectra[i][crop] * weight``: band ``b`` on the band's grid, slab by slab."""
-        xp, setup = self._xp, self._setup(b)
-        grid = setup.grid
-        mxh = grid[2] // 2 + 1
-        y_rows = crop_rows(self.shape[1], grid[1], 0, grid[1])
-
-        def work(z0: int, z1: int) -> None:
-            w = setup.weight[z0:z1] if setup.weight is not None else self._weight_rows(b, z0, z1)
-            for in_full, in_band in crop_rows(self.shape[0], grid[0], z0, z1):
-                wz = w[in_band.start - z0:in_band.stop - z0]
-                for y_full, y_band in y_rows:
-                    for f, out in zip(spectra, dst, strict=True):
-                        xp.multiply(f[in_full, y_full, :mxh], wz[:, y_band], out=out[in_band, y_band])
-
-        _slabs.run(work, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * mxh, xp), workers=self.workers)
-
-    def _weight_rows(self, b: int, z0: int, z1: int) -> _Array:
-        """Band ``b``'s weight on planes ``z0:z1`` of its grid's spectrum."""
-        s2 = frequency_squared_rows(self.layout.grid_shapes[b], self._steps, z0, z1, self._xp)
-        return band_weight(self._xp.sqrt(s2), np.asarray(self.layout.centres), b)
-
-    def _local_powers(self, b: int, b1: _Array, b2: _Array) -> tuple[_Array, _Array]:
-        """``C = <b1 b2>`` and ``D = <(b1 - b2)^2> / 2`` smoothed by the band's windows, on its small grid."""
-        xp, setup = self._xp, self._setup(b)
-
-        def produce(z0: int, z1: int) -> tuple[_Array, _Array]:
-            x1, x2 = b1[z0:z1], b2[z0:z1]
-            diff = x1 - x2
-            xp.multiply(diff, diff, out=diff)
-            return x1 * x2, diff
-
-        cs, ds = _fft.rfftn_cropped(produce, setup.grid, setup.small, count=2, workers=self.workers,
-                                    backend=self.backend)
-        g_signal, g_noise = setup.windows if setup.windows is not None else self._windows(b)
-        cs *= g_signal
-        ds *= g_noise
-        del g_signal, g_noise
-        c = _fft.irfftn(cs, setup.small, overwrite_input=True, workers=self.workers, backend=self.backend)
-        d = _fft.irfftn(ds, setup.small, overwrite_input=True, workers=self.workers, backend=self.backend)
-        xp.maximum(d, 0, out=d)  # smoothing of a non-negative field: clear rounding below 0
-        return c, d
-
-    def _band(self, b: int, f1: _Array, f2: _Array, outputs: _Outputs) -> tuple[_Array, _Array]:
+    def _band(self, b: int, f1: Array, f2: Array, outputs: _Outputs) -> tuple[Array, Array]:
         """Weight band ``b`` of both halves and add it to ``outputs`` (bands in increasing order).
 
         Returns the local signal and noise power on the coarse statistics grid. The last band
@@ -276,8 +114,8 @@ class LocalFilter:
     def _lean(self) -> bool:
         return int(np.prod(self.shape)) >= _LEAN_MIN_VOXELS
 
-    def _early_statistics(self, f1: _Array, f2: _Array, outputs: _Outputs
-                          ) -> dict[int, tuple[_Array, tuple[_Array, _Array]]]:
+    def _early_statistics(self, f1: Array, f2: Array, outputs: _Outputs
+                          ) -> dict[int, tuple[Array, tuple[Array, Array]]]:
         """Half weights and coarse statistics of the full-size bands but the last, made before any band is summed."""
         lay, out = self.layout, {}
         for b in range(lay.n_bands - 1):
@@ -286,104 +124,21 @@ class LocalFilter:
                 out[b] = (self._half_weight(sig, d), (resample_linear(sig, self.stats_shape),
                                                       resample_linear(d, self.stats_shape)))
         outputs.release_map_buffers()  # the sums of the cropped bands need the room now
-        _trim_heap()
+        trim_heap()
         return out
 
-    def _one_map(self, b: int, f: _Array, buf: _Array) -> _Array:
+    def _one_map(self, b: int, f: Array, buf: Array) -> Array:
         """Band ``b`` of one half in real space, made in place in ``buf``."""
         grid = self.layout.grid_shapes[b]
         self._band_spectra(b, (f,), (buf,))
         return _fft.irfftn(buf, grid, overwrite_input=True, out=_fft.real_view(buf, grid), workers=self.workers,
                            backend=self.backend)
 
-    def _half_weight(self, sig: _Array, d: _Array) -> _Array:
+    def _half_weight(self, sig: Array, d: Array) -> Array:
         """The weight of one half, ``S / (S + N)`` (0 where there is neither), on the statistics grid."""
         xp = self._xp
         den = sig + d
         return xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(0))
-
-    def _setup(self, b: int) -> _BandSetup:
-        """Band ``b``'s grids and windows (and weights for small grids), made once per filter.
-
-        Band weights are kept only for grids of at most ``_KEEP_WEIGHT_ELEMENTS`` coefficients;
-        larger ones are made slab by slab on every call instead.
-        """
-        cached = self._setup_cache.get(b)
-        if cached is not None:
-            return cached
-        grid, small = self.layout.grid_shapes[b], self.layout.stats_shapes[b]
-        keep = int(np.prod(rfft_shape(grid))) <= _KEEP_WEIGHT_ELEMENTS
-        setup = _BandSetup(grid=grid, small=small,
-                           windows=self._windows(b) if int(np.prod(rfft_shape(small))) <= _KEEP_WINDOW_ELEMENTS
-                           else None,
-                           weight=self._weight_rows(b, 0, grid[0]) if keep else None)
-        self._setup_cache[b] = setup
-        return setup
-
-    def _windows(self, b: int) -> tuple[_Array, _Array]:
-        """Band ``b``'s windows on its statistics grid's spectrum: of ``C``, and of ``D`` times its 1/2."""
-        lay, small = self.layout, self.layout.stats_shapes[b]
-        s2 = frequency_squared_rows(small, self._steps, 0, small[0])  # frequencies per original voxel
-        gs = gaussian_window(s2, lay.sigma_voxels[b])
-        gn = gaussian_window(s2, lay.sigma_voxels[b] * _NOISE_WINDOW) * np.float32(0.5)
-        return _device.to_device(gs, self._xp), _device.to_device(gn, self._xp)
-
-    def _small_mask(self, small: tuple[int, ...]) -> _Array | None:
-        """The mask Fourier-cropped to a statistics grid (all of them made from one transform)."""
-        if self.mask is None:
-            return None
-        if small not in self._mask_cache:
-            spec = _fft.rfftn(self.mask, backend="scipy")
-            for grid in set(self.layout.stats_shapes) | {small}:
-                crop = np.empty(rfft_shape(grid), np.complex64)
-                for in_full, in_crop in crop_blocks(self.shape, grid):
-                    crop[in_crop] = spec[in_full]
-                m = _fft.irfftn(crop, grid, backend="scipy", overwrite_input=True).clip(0, 1)
-                self._mask_cache[grid] = _device.to_device(m, self._xp)
-        return self._mask_cache[small]
-
-    def _signal(self, c: _Array, d: _Array, n_eff: float, small: tuple[int, ...]) -> _Array:
-        """Local signal power from the local cross-power ``c`` and noise power ``d``.
-
-        1. Shrinkage towards the band's global level (empirical Bayes): with ``v`` the
-           estimation variance of ``c`` (``((S+N)^2 + S^2) / n_eff`` for Gaussian bands) and
-           ``tau^2`` the spatial variance of ``c`` beyond it (within the mask), the estimate is
-           ``mu + k (c - mu)``, ``k = tau^2 / (tau^2 + v)``, ``mu`` the global level (times the
-           mask). Where the SNR is uniform, ``tau^2`` is ~0 and the filter becomes the global
-           FSC filter; where it varies, ``k`` is ~1.
-        2. Non-negative garrote against what remains of the noise: ``S = max(x - (z k sd)^2/x, 0)``
-           with ``sd = D / sqrt(n_eff)``, the pure-noise standard deviation of ``c``.
-        """
-        xp = self._xp
-        m = self._small_mask(small)
-        v = xp.square(d)
-        v *= np.float32(1.0 / n_eff)
-        wsum = float(m.sum()) if m is not None else float(c.size)
-
-        def mean(a: _Array) -> float:
-            return float((a * m).sum()) / wsum if m is not None else float(a.mean())
-
-        level = mean(c)
-        prior = np.float32(level) * m if m is not None else np.float32(level)
-        x = c - prior
-        tau2 = max(mean(xp.square(x)) - mean(v), 0.0)
-        if tau2 > 0:  # k = tau2 / (tau2 + v), in v's memory
-            k = v
-            k += np.float32(tau2)
-            xp.divide(np.float32(tau2), k, out=k)
-        else:
-            k = xp.zeros_like(c)
-        del v
-        x *= k  # x = prior + k (c - prior), then clipped at 0
-        x += prior
-        xp.maximum(x, 0, out=x)
-        sd = d * k
-        sd *= np.float32(self.params.noise_threshold / math.sqrt(n_eff))
-        xp.square(sd, out=sd)
-        # the garrote: x - sd / x where x > 0; where x is 0, max(0 - sd, 0) is 0 whatever sd is
-        sd /= xp.where(x > 0, x, np.float32(1))
-        x -= sd
-        return xp.maximum(x, 0, out=x)
 
     # -- whole filter ---------------------------------------------------------------------
     def __call__(self, half1: npt.ArrayLike, half2: npt.ArrayLike, *,
@@ -436,52 +191,26 @@ class LocalFilter:
         return self._run(checked, progress)
 
     def _run(self, halves: list[npt.NDArray[np.float32]], progress: ProgressCallback | None) -> FilterResult:
-        """Filter validated float32 halves handed over in a list (emptied on entry)."""
+        """Filter validated float32 halves handed over in a list (emptied by :meth:`_spectra`)."""
         t0 = time.perf_counter()
-        h1, h2 = halves
-        halves.clear()
-        check_same_shape(h1, h2, names=("half1", "half2"))
-        if h1.shape != self.shape:
-            raise ValueError(f"half-maps have shape {h1.shape}, but this LocalFilter was planned for {self.shape}")
+        check_same_shape(halves[0], halves[1], names=("half1", "half2"))
+        got = halves[0].shape  # the halves stay in the list: _spectra drops them early
+        if got != self.shape:
+            raise ValueError(f"half-maps have shape {got}, but this LocalFilter was planned for {self.shape}")
         report = progress or (lambda fraction, message: None)
-        wk, be = self.workers, self.backend
-        timings: dict[str, float] = {}
         report(0.0, "Fourier transforms")
-        norm = pair_scale(h1, h2)  # mean-free and unit scale inside: see PairScale
-        fsc_masked = None
-        if self.mask is not None:  # first: then each half can go as soon as its spectrum is made
-            m1 = norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h1, self.mask), workers=wk, backend=be))
-            m2 = norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h2, self.mask), workers=wk, backend=be))
-            fsc_masked = fsc_from_spectra(m1, m2, self.shape)
-            del m1, m2
-        # from here on only the spectra are needed: drop the inputs (see filter_owned)
-        f1 = norm.normalise_spectrum(_fft.rfftn(h1, workers=wk, backend=be))
-        del h1
-        f2 = norm.normalise_spectrum(_fft.rfftn(h2, workers=wk, backend=be))
-        del h2
-        fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
-        check_independent_halves(fsc_unmasked)
-        timings["fft_in"] = time.perf_counter() - t0
+        f1, f2, norm, fsc_unmasked, fsc_masked = self._spectra(halves)
+        timings = {"fft_in": time.perf_counter() - t0}
 
-        lay, par, xp = self.layout, self.params, self._xp
-        outputs = _Outputs(self.shape, lay.grid_shapes, workers=self.workers, backend=self.backend, xp=xp)
-        crossing = _Crossing(self.stats_shape, lay.centres, par.criterion, xp=xp)
-        snr_bands: list[_Array] | None = [] if par.keep_band_snr else None
-        cost = np.cumsum([float(np.prod(g)) for g in lay.grid_shapes])
         t1 = time.perf_counter()
-        for b in range(lay.n_bands):
-            sig, noise = self._band(b, f1, f2, outputs)
-            crossing.update(b, sig, noise)
-            if snr_bands is not None:
-                snr = xp.where(noise > 0, sig / xp.where(noise > 0, noise, 1), np.float32(_SNR_CAP))
-                snr_bands.append(xp.minimum(snr, np.float32(_SNR_CAP)))
-            report(0.05 + 0.9 * cost[b] / cost[-1], f"band {b + 1}/{lay.n_bands}")
+        outputs, crossing, snr_bands = self._all_bands(f1, f2, report)
         del f1, f2
         out1, out2, outf = outputs.finish()
         norm.restore(out1, out2, outf)
         timings["bands"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
+        lay, par, xp = self.layout, self.params, self._xp
         if par.apply_mask and self.mask is not None:
             for o in (out1, out2, outf):
                 o *= self._mask_x
@@ -498,258 +227,52 @@ class LocalFilter:
                             fsc_unmasked=fsc_unmasked, fsc_masked=fsc_masked, bands=lay, params=par,
                             band_snr=None if snr_bands is None else to_host(xp.stack(snr_bands)), timings=timings)
 
-    def _local_resolution(self, frequency: _Array, floor: np.float32, outputs: _Outputs | None = None
-                          ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Local frequency (cycles/voxel, at least ``floor``) and resolution (Å) on the full grid, on the host.
+    def _spectra(self, halves: list[npt.NDArray[np.float32]]
+                 ) -> tuple[Array, Array, PairScale, FSCCurve, FSCCurve | None]:
+        """The halves' normalised spectra, their scale and their global FSCs (unmasked, masked).
 
-        Made in the call's spare full-size buffers when ``outputs`` has them (no new memory).
+        ``halves`` is emptied on entry and each half is dropped as soon as its spectrum is made
+        (see :meth:`filter_owned`).
         """
-        xp = self._xp
-        if outputs is not None:
-            freq, res = outputs.volume(), outputs.volume()
-        else:
-            freq, res = xp.empty(self.shape, dtype=xp.float32), xp.empty(self.shape, dtype=xp.float32)
+        h1, h2 = halves
+        halves.clear()
+        wk, be = self.workers, self.backend
+        norm = pair_scale(h1, h2)  # mean-free and unit scale inside: see PairScale
+        fsc_masked = None
+        if self.mask is not None:  # first: then each half can go as soon as its spectrum is made
+            m1 = norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h1, self.mask), workers=wk, backend=be))
+            m2 = norm.normalise_spectrum(_fft.rfftn(masked_for_fsc(h2, self.mask), workers=wk, backend=be))
+            fsc_masked = fsc_from_spectra(m1, m2, self.shape)
+            del m1, m2
+        # from here on only the spectra are needed: drop the inputs (see filter_owned)
+        f1 = norm.normalise_spectrum(_fft.rfftn(h1, workers=wk, backend=be))
+        del h1
+        f2 = norm.normalise_spectrum(_fft.rfftn(h2, workers=wk, backend=be))
+        del h2
+        fsc_unmasked = fsc_from_spectra(f1, f2, self.shape)
+        check_independent_halves(fsc_unmasked)
+        return f1, f2, norm, fsc_unmasked, fsc_masked
 
-        def work(z0: int, z1: int) -> None:
-            f = xp.maximum(resample_rows(frequency, self.shape, z0, z1), floor)
-            freq[z0:z1] = f
-            res[z0:z1] = cycles_to_angstrom(f, pixel_size_angstrom=self.pixel_size_angstrom)
+    def _all_bands(self, f1: Array, f2: Array, report: ProgressCallback
+                   ) -> tuple[_Outputs, _Crossing, list[Array] | None]:
+        """Every band weighted and summed (the last consumes ``f1`` and ``f2``, see :meth:`_band`).
 
-        rows = _slabs.slab_rows(self.shape[0], self.shape[1] * self.shape[2], xp)
-        _slabs.run(work, self.shape[0], rows=rows, workers=self.workers)
-        return to_host(freq), to_host(res)
-
-
-class _Outputs:
-    """Sums of the weighted bands of the two halves and the average, for one call.
-
-    Bands on cropped grids are summed as spectra: each band's three weighted spectra absorb the
-    sums of the smaller bands before them (grids grow with the band), so no sum is kept at a
-    size larger than the band in hand. When the first full-size band arrives (bands come in
-    increasing order) the sums become real volumes, each transformed in place in a full-size
-    spectrum buffer, to which the full-size bands are added directly, saving their forward FFTs.
-    Full-size band maps are made in at most two full-size buffers per call (:meth:`map_buffers`).
-    """
-
-    def __init__(self, shape: tuple[int, ...], grids: tuple[tuple[int, ...], ...], *, workers: int,
-                 backend: str, xp: Any = np) -> None:
-        self.shape = shape
-        self.workers, self.backend, self.xp = workers, backend, xp
-        self.spectra: list[_Array] = []  # the sums of the cropped bands so far, on spectra_grid
-        self.spectra_grid: tuple[int, ...] | None = None
-        self.real: list[_Array] = []
-        self._real_buffers: list[_Array | None] = []  # the spectrum buffer each real sum lives in
-        self.early: dict[int, tuple[_Array, tuple[_Array, _Array]]] | None = None  # see LocalFilter._band
-        self.spare: list[_Array] = []  # full-size complex buffers no longer needed (see volume)
-        self._work: list[_Array | None] = [None, None]
-
-    def map_buffers(self, grid: tuple[int, ...], *, start: bool = True) -> list[_Array]:
-        """Two complex64 buffers of ``grid``'s rfft shape to make a band's maps in.
-
-        Full-size ones are the call's two reusable buffers (with ``start``, the sums become real
-        volumes first: full-size bands are added to those); smaller ones are new, and become the
-        band's weighted spectra.
+        Returns the sums, the local-resolution crossing and, with ``params.keep_band_snr``, each
+        band's local SNR on the coarse statistics grid.
         """
-        xp = self.xp
-        if grid != self.shape:
-            return [xp.empty(rfft_shape(grid), dtype=xp.complex64) for _ in range(2)]
-        if start:
-            self._to_real()
-        return [self._full_buffer(0), self._full_buffer(1)]
-
-    def _full_buffer(self, i: int) -> _Array:
-        buf = self._work[i]
-        if buf is None:
-            buf = self._work[i] = self.xp.empty(rfft_shape(self.shape), dtype=self.xp.complex64)
-        return buf
-
-    def release_map_buffers(self) -> None:
-        """Give the full-size buffers back (they are made again if asked for)."""
-        self._work = [None, None]
-
-    def _to_real(self) -> None:
-        if self.real:
-            return
-        xp = self.xp
-        if not self.spectra:
-            self.real = [xp.zeros(self.shape, dtype=xp.float32) for _ in range(3)]
-            self._real_buffers = [None, None, None]
-            return
-        assert self.spectra_grid is not None
-        _trim_heap()  # the cropped bands' temporaries: give their room back before the full-size phase
-        while self.spectra:
-            part = self.spectra.pop(0)
-            spec = xp.zeros(rfft_shape(self.shape), dtype=xp.complex64)
-            for in_full, in_crop in crop_blocks(self.shape, self.spectra_grid):
-                spec[in_full] = part[in_crop]
-            del part
-            self.real.append(_fft.irfftn(spec, self.shape, overwrite_input=True, out=_fft.real_view(spec, self.shape),
-                                         workers=self.workers, backend=self.backend))
-            self._real_buffers.append(spec)
-
-    def _absorb(self, grid: tuple[int, ...], spectra: list[_Array]) -> None:
-        """Add a band's spectra (on ``grid``) to the running sums, keeping the larger grid's arrays."""
-        if self.spectra_grid is not None and not all(g >= s for g, s in zip(grid, self.spectra_grid, strict=True)):
-            if not all(s >= g for g, s in zip(grid, self.spectra_grid, strict=True)):
-                raise ValueError(f"band grids must nest: {grid} after {self.spectra_grid}")
-            for old, spec in zip(self.spectra, spectra, strict=True):  # a smaller band after a larger one
-                for in_full, in_crop in crop_blocks(self.spectra_grid, grid):
-                    old[in_full] += spec[in_crop]
-            return
-        if self.spectra_grid is not None:  # bands in increasing order: the new spectra absorb the sums
-            blocks = crop_blocks(grid, self.spectra_grid)
-            for spec, old in zip(spectra, self.spectra, strict=True):
-                for in_full, in_crop in blocks:
-                    spec[in_full] += old[in_crop]
-        self.spectra, self.spectra_grid = spectra, grid
-
-    def _weights(self, w_half: _Array, grid: tuple[int, ...], z0: int, z1: int) -> tuple[_Array, _Array]:
-        """Planes ``z0:z1`` of the half weight ``w`` and of the average's ``w / (1 + w)`` on ``grid``."""
-        w = resample_rows(w_half, grid, z0, z1)
-        w_full = w + 1
-        self.xp.divide(w, w_full, out=w_full)
-        return w, w_full
-
-    def _run_slabs(self, fn: Callable[[int, int], None], grid: tuple[int, ...]) -> None:
-        _slabs.run(fn, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * grid[2], self.xp), workers=self.workers)
-
-    def add_weighted(self, grid: tuple[int, ...], maps: Sequence[_Array], w_half: _Array) -> None:
-        """Weight one band's maps (made on ``grid`` in ``maps`` by :meth:`LocalFilter._band_stats`) and add them.
-
-        ``w_half`` is the half weight ``S/(S+N)`` on the band's statistics grid; the average
-        gets ``S/(S+N/2) = 2w/(1+w)`` (one interpolation serves both; the 1/2 of the average
-        cancels the 2). Interpolation and weighting run slab by slab: no volume-sized weights.
-        """
-        xp = self.xp
-        b1, b2 = (_fft.real_view(m, grid) for m in maps)
-        if grid == self.shape:
-            self._to_real()
-            o1, o2, of = self.real
-
-            def add(z0: int, z1: int) -> None:
-                w, w_full = self._weights(w_half, grid, z0, z1)
-                x1, x2 = b1[z0:z1], b2[z0:z1]
-                t = x1 + x2
-                t *= w_full
-                of[z0:z1] += t
-                xp.multiply(x1, w, out=t)
-                o1[z0:z1] += t
-                xp.multiply(x2, w, out=t)
-                o2[z0:z1] += t
-
-            self._run_slabs(add, grid)
-            return
-
-        def produce(z0: int, z1: int) -> tuple[_Array, _Array, _Array]:
-            w, w_full = self._weights(w_half, grid, z0, z1)
-            x1, x2 = b1[z0:z1], b2[z0:z1]
-            full = x1 + x2
-            full *= w_full
-            return x1 * w, x2 * w, full
-
-        spectra = [maps[0], maps[1], xp.empty(rfft_shape(grid), dtype=xp.complex64)]
-        _fft.rfftn_slabs(produce, grid, spectra, workers=self.workers, backend=self.backend)
-        self._absorb(grid, spectra)
-
-    def add_one_at_a_time(self, grid: tuple[int, ...], make_map: Callable[[_Array, _Array], _Array],
-                          spectra: Sequence[_Array], w_half: _Array) -> None:
-        """Add a full-size band whose maps are made one half at a time in one buffer (lean schedule).
-
-        ``make_map(spectrum, buffer)`` returns one half's band map made in ``buffer``. The
-        average gets ``w/(1+w) * b1`` and ``w/(1+w) * b2`` one after the other.
-        """
-        xp = self.xp
-        self._to_real()
-        of = self.real[2]
-        buf = self._full_buffer(0)
-        for spec, target in zip(spectra, self.real[:2], strict=True):
-            bmap = make_map(spec, buf)
-
-            def add(z0: int, z1: int, bmap: _Array = bmap, target: _Array = target) -> None:
-                w, w_full = self._weights(w_half, grid, z0, z1)
-                x = bmap[z0:z1]
-                t = x * w
-                target[z0:z1] += t
-                xp.multiply(x, w_full, out=t)
-                of[z0:z1] += t
-
-            self._run_slabs(add, grid)
-
-    def add(self, b: int, o1: _Array, o2: _Array, of: _Array) -> None:
-        """Add band ``b``'s weighted half 1, half 2 and average (real, on the band's grid)."""
-        grid = tuple(o1.shape)
-        if grid == self.shape:
-            self._to_real()
-            for target, part in zip(self.real, (o1, o2, of), strict=True):
-                target += part
-        else:
-            self._absorb(grid, [_fft.rfftn(part, workers=self.workers, backend=self.backend) for part in (o1, o2, of)])
-
-    def volume(self) -> _Array:
-        """A C-contiguous float32 volume of the box, in a spare full-size buffer if there is one.
-
-        A spare rfft buffer holds ``nz * ny * 2 * (nx // 2 + 1)`` floats, at least a volume:
-        results made there need no new memory (at 512^3 five volumes that would otherwise be
-        fresh pages, about a second of system time each on a busy machine). :meth:`finish` copies
-        each sum into a spare buffer and then spares the sum's own buffer: the spectra of the last
-        band hold the halves, the first sum's buffer the average, the others the local resolution.
-        """
-        xp = self.xp
-        if not self.spare:
-            return xp.empty(self.shape, dtype=xp.float32)
-        n = int(np.prod(self.shape))
-        return self.spare.pop().view(xp.float32).reshape(-1)[:n].reshape(self.shape)
-
-    def finish(self) -> tuple[_Array, ...]:
-        """The three real output volumes (C-contiguous)."""
-        self._to_real()
-        self.spare.extend(w for w in self._work if w is not None)
-        self._work = [None, None]
-        out = []
-        while self.real:  # one at a time: a padded volume is copied out, then its buffer is spare
-            padded, buf = self.real.pop(0), self._real_buffers.pop(0)
-            target = self.volume()
-            target[...] = padded
-            out.append(target)
-            del padded
-            if buf is not None:
-                self.spare.insert(0, buf)
-        return tuple(out)
-
-
-class _Crossing:
-    """Local resolution: where the local half-map FSC first falls below the criterion.
-
-    Bands arrive in increasing order; between two band centres the crossing is interpolated
-    linearly in the local FSC. Voxels that never fall below stay at the last centre (Nyquist).
-    """
-
-    def __init__(self, shape: tuple[int, ...], centres: tuple[float, ...], criterion: float, *,
-                 xp: Any = np) -> None:
-        self.centres = centres
-        self.criterion = np.float32(criterion)
-        self.xp = xp
-        self.frequency = xp.full(shape, centres[-1], dtype=xp.float32)
-        self.found = xp.zeros(shape, dtype=bool)
-        self.prev: _Array | None = None
-
-    def update(self, b: int, sig: _Array, noise: _Array) -> None:
-        """Take band ``b``'s local signal and noise power (on the coarse statistics grid)."""
-        xp = self.xp
-        den = sig + noise
-        loc = xp.where(den > 0, sig / xp.where(den > 0, den, 1), np.float32(1))  # no noise at all: FSC 1
-        crit = self.criterion
-        if self.prev is None:
-            cross = loc < crit
-            self.frequency[cross] = 0.0
-        else:
-            cross = ~self.found & (loc < crit)
-            t = xp.clip((self.prev - crit) / xp.maximum(self.prev - loc, np.float32(1e-12)), 0, 1)
-            c0, c1 = self.centres[b - 1], self.centres[b]
-            self.frequency[cross] = (c0 + t * (c1 - c0))[cross]
-        self.found |= cross
-        self.prev = loc
-
+        lay, par, xp = self.layout, self.params, self._xp
+        outputs = _Outputs(self.shape, lay.grid_shapes, workers=self.workers, backend=self.backend, xp=xp)
+        crossing = _Crossing(self.stats_shape, lay.centres, par.criterion, xp=xp)
+        snr_bands: list[Array] | None = [] if par.keep_band_snr else None
+        cost = np.cumsum([float(np.prod(g)) for g in lay.grid_shapes])
+        for b in range(lay.n_bands):
+            sig, noise = self._band(b, f1, f2, outputs)
+            crossing.update(b, sig, noise)
+            if snr_bands is not None:
+                snr = xp.where(noise > 0, sig / xp.where(noise > 0, noise, 1), np.float32(_SNR_CAP))
+                snr_bands.append(xp.minimum(snr, np.float32(_SNR_CAP)))
+            report(0.05 + 0.9 * cost[b] / cost[-1], f"band {b + 1}/{lay.n_bands}")
+        return outputs, crossing, snr_bands
 
 def local_filter(half1: npt.ArrayLike, half2: npt.ArrayLike, *, pixel_size_angstrom: float,
                  mask: npt.ArrayLike | None = None, params: FilterParams | None = None,
