@@ -21,11 +21,12 @@ import numpy.typing as npt
 from locband.engine import _fft, _slabs
 from locband.engine._denoise_consistency import agree
 from locband.engine._denoise_limits import Limits, upper_spread
-from locband.engine._denoise_plan import Buffers, Plan, ProgressCallback, Vol, wiener
+from locband.engine._denoise_plan import Buffers, Plan, Vol, wiener
 from locband.engine._denoise_solvent import find_envelope, flatten
 from locband.engine._denoise_statistics import DenoiseStatistics
 from locband.engine._denoise_weighting import band_changes, map_prior, reweigh
 from locband.engine._grid import rfft_shape
+from locband.engine.params import ProgressCallback
 from locband.engine.sharpen import band_volumes, local_bfactor, sharpening_gain, significance_ramp
 
 __all__ = ["cycle"]

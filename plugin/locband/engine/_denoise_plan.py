@@ -25,9 +25,8 @@ from locband.engine._shells import ShellSums
 from locband.engine.denoise_params import DenoiseParams
 from locband.engine.local import LocalFilter
 
-__all__ = ["Buffers", "Plan", "ProgressCallback", "Vol", "resampled", "wiener"]
+__all__ = ["Buffers", "Plan", "Vol", "resampled", "wiener"]
 
-ProgressCallback = Callable[[float, str], None]
 Vol = npt.NDArray[np.float32]
 
 

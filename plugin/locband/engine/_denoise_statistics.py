@@ -19,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from locband.engine._crossing import _Crossing
-from locband.engine._denoise_plan import Buffers, Plan, ProgressCallback, Vol, resampled, wiener
+from locband.engine._denoise_plan import Buffers, Plan, Vol, resampled, wiener
 from locband.engine._outputs import _Outputs
+from locband.engine.params import ProgressCallback
 
 __all__ = ["DenoiseStatistics", "linear_start"]
 

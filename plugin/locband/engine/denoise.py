@@ -82,13 +82,14 @@ import numpy.typing as npt
 from locband.engine import _fft
 from locband.engine._checks import PairScale, check_mask, check_positive, check_same_shape, check_volume, pair_scale
 from locband.engine._denoise_cycle import cycle
-from locband.engine._denoise_plan import Buffers, Plan, ProgressCallback
+from locband.engine._denoise_plan import Buffers, Plan
 from locband.engine._denoise_statistics import DenoiseStatistics, linear_start
 from locband.engine._denoise_validation import cross_validate, envelope_noise, raw_sums
 from locband.engine._shells import fsc_curve
 from locband.engine.denoise_params import DenoiseParams, DenoiseResult
 from locband.engine.fsc import check_independent_halves
 from locband.engine.local import LocalFilter
+from locband.engine.params import ProgressCallback
 from locband.engine.units import angstrom_to_cycles, molecular_volume_voxels
 
 __all__ = ["Denoiser", "denoise"]
