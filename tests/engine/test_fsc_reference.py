@@ -74,3 +74,17 @@ def test_the_reference_sees_a_miscounted_multiplicity() -> None:
 
     miscounted = per_shell((f1 * np.conj(f2)).real) / np.sqrt(per_shell(np.abs(f1) ** 2) * per_shell(np.abs(f2) ** 2))
     assert np.max(np.abs(miscounted[1:] - expected[1:])) > 1e-3
+
+
+def test_shell_counts_over_several_slabs_equal_the_whole_grids() -> None:
+    """The counts are summed a slab of planes at a time (about 4 M coefficients each): on a box
+    whose planes are that large every plane is its own slab, and the sums must equal the count
+    over the whole grid of shell numbers."""
+    from locband.engine._grid import rfft_multiplicity
+    from locband.engine.fsc import _shell_counts, shell_index
+
+    shape = (3, 2048, 2049)  # 2048 * 1025 coefficients per plane: one plane per slab, odd x
+    idx, n_shells = shell_index(shape)
+    mult = np.broadcast_to(rfft_multiplicity(shape), idx.shape)
+    whole = np.bincount(idx.ravel(), weights=mult.ravel(), minlength=n_shells + 1)[:n_shells]
+    np.testing.assert_array_equal(_shell_counts(shape), whole)
