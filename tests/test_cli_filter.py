@@ -93,8 +93,7 @@ def test_bad_input_exits_1_with_a_message_naming_the_file(maps, tmp_path, capsys
         _replace(h2, data, voxel=1.5)
     elif case == "nan":
         data[3, 4, 5] = np.nan
-        with pytest.warns(RuntimeWarning, match="NaN"):  # mrcfile warns when writing it
-            _replace(h2, data)
+        _replace(h2, data)
     elif case == "constant":
         _replace(h2, np.full_like(data, 2.5))
     elif case == "mask_range":

@@ -166,7 +166,10 @@ def test_report_command_with_other_inputs(run_dir: Path, monkeypatch: pytest.Mon
     manifest = json.loads((out / "locband_manifest.json").read_text())
     assert cli.main(["report", str(out), "--half1", str(run_dir / "h_other1.mrc"), "--half2",
                      str(run_dir / "h_other2.mrc"), "--mask", str(run_dir / "box_mask.mrc")]) == 0
-    np.testing.assert_array_equal(drawn["raw"], np.full((32, 32, 32), 4.0, np.float32))  # the given halves
+    raw = drawn["raw"]  # the given halves' mean, as the central sections the report shows
+    assert isinstance(raw, locband.report.CentralSlices)
+    np.testing.assert_array_equal(raw.xy, np.full((32, 32), 4.0, np.float32))
+    np.testing.assert_array_equal(raw.xz, np.full((32, 32), 4.0, np.float32))
     np.testing.assert_array_equal(drawn["mask"], box)  # the given mask, not the run's
     np.testing.assert_array_equal(drawn["filtered"], read_map(out / "filtered.mrc").data)
     # the redrawn report joined the run's set: same run id, the new files in its manifest

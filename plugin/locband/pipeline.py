@@ -20,12 +20,12 @@ from locband.engine.denoise_params import DenoiseResult
 from locband.engine.local import LocalFilter
 from locband.engine.params import FilterResult, ProgressCallback
 from locband.inputs import load_inputs, naming_engine_errors
-from locband.io.mrc import read_map, write_map
+from locband.io.mrc import read_central_slices, write_map
 from locband.io.outputs import OutputSet, Writer
 from locband.io.summary import write_json
 from locband.options import EngineSettings
 from locband.output_names import FILTER, MAP_KINDS, REPORT, OutputNames
-from locband.report import report_files
+from locband.report import CentralSlices, RawMap, report_files
 from locband.summary import summarise
 
 __all__ = ["FilterJob", "OutputPart", "plan_outputs", "write_outputs", "filter_files", "add_report", "mean_of_halves"]
@@ -193,12 +193,15 @@ def _add_maps(piece: OutputPart, outs: OutputSet, names: OutputNames) -> dict[st
     return paths
 
 
-def mean_of_halves(half1: Path, half2: Path) -> npt.NDArray[np.float32]:
-    """The unfiltered map the report shows as its input: the mean of the two half-map files."""
-    raw = read_map(half1, what="half-map 1").data
-    raw += read_map(half2, what="half-map 2").data
-    raw *= np.float32(0.5)
-    return raw
+def mean_of_halves(half1: Path, half2: Path) -> CentralSlices:
+    """What the report shows as its input: the central sections of the mean of the two half-map files.
+
+    Only those sections are read (the volumes would add three full-size arrays to the run's
+    peak memory, at the end of the run when its outputs are held).
+    """
+    (xy1, xz1), (xy2, xz2) = (read_central_slices(h, what=f"half-map {i}") for i, h in enumerate((half1, half2), 1))
+    half = np.float32(0.5)
+    return CentralSlices(xy=(xy1 + xy2) * half, xz=(xz1 + xz2) * half)
 
 
 def filter_files(job: FilterJob, *, progress: ProgressCallback | None = None, names: OutputNames = FILTER,
@@ -248,7 +251,7 @@ def filter_files(job: FilterJob, *, progress: ProgressCallback | None = None, na
     return summary
 
 
-def add_report(out_dir: Path, *, summary: dict[str, Any], raw: npt.NDArray[np.float32] | None,
+def add_report(out_dir: Path, *, summary: dict[str, Any], raw: RawMap | None,
                filtered: npt.NDArray[np.float32], local_resolution: npt.NDArray[np.float32],
                mask: npt.NDArray[np.float32] | None, inputs: Mapping[str, str | Path | None] | None = None,
                names: OutputNames = FILTER) -> list[Path]:
@@ -261,8 +264,9 @@ def add_report(out_dir: Path, *, summary: dict[str, Any], raw: npt.NDArray[np.fl
         (:func:`locband.io.outputs.require_complete_set`); the report joins it with its run id.
     summary : dict
         The run's summary (as written to ``summary.json``).
-    raw : (nz, ny, nx) ndarray or None
-        The unfiltered map shown as "input" (the mean of the halves), if available.
+    raw : (nz, ny, nx) ndarray, CentralSlices or None
+        The unfiltered map shown as "input" (the mean of the halves, or only its central
+        sections: :func:`mean_of_halves`), if available.
     filtered, local_resolution : (nz, ny, nx) ndarray
         The run's filtered map and local resolution (Å).
     mask : (nz, ny, nx) ndarray or None

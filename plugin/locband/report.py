@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ from locband.engine.params import FSC_THRESHOLDS
 from locband.io.figures import write_pdf, write_png
 from locband.summary import fsc_text, inside_mask, within_text
 
-__all__ = ["render_report", "settings_page", "report_files", "local_resolution_histogram", "cross_validation_curves"]
+__all__ = ["CentralSlices", "render_report", "settings_page", "report_files", "local_resolution_histogram",
+           "cross_validation_curves"]
 
 _HIST_BINS = 40
 _PNG_DPI = 100
@@ -43,8 +45,33 @@ _SETTINGS_KEYS = ("locband_version", "inputs", "pixel_size_angstrom", "shape_zyx
                   "timings_seconds", "outputs")
 
 
-def _central_slices(vol: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
+@dataclass(frozen=True)
+class CentralSlices:
+    """All the report shows of a volume: its central xy section (fixed z) and xz section (fixed y).
+
+    Given instead of the volume where the volume is not at hand anyway (the input, read back from
+    its files for the report: a 512^3 map is 0.5 GiB, its two sections 2 MiB).
+
+    Attributes
+    ----------
+    xy : (ny, nx) ndarray
+        Section ``z = nz // 2``.
+    xz : (nz, nx) ndarray
+        Section ``y = ny // 2``.
+    """
+
+    xy: npt.NDArray[np.floating[Any]]
+    xz: npt.NDArray[np.floating[Any]]
+
+
+#: what the report takes as its input map: the volume, or only the sections it shows
+RawMap = npt.NDArray[np.floating[Any]] | CentralSlices
+
+
+def _central_slices(vol: RawMap | npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
     """Return the central xy slice (fixed z) and xz slice (fixed y) of a (nz, ny, nx) volume."""
+    if isinstance(vol, CentralSlices):
+        return [np.asarray(vol.xy), np.asarray(vol.xz)]
     nz, ny, _ = vol.shape
     return [np.asarray(vol[nz // 2]), np.asarray(vol[:, ny // 2, :])]
 
@@ -184,7 +211,7 @@ def _grey(ax: Any, img: npt.NDArray[np.floating[Any]] | None, title: str) -> Non
     ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, origin="lower", interpolation="nearest")
 
 
-def render_report(*, summary: dict[str, Any], raw: npt.NDArray[np.floating[Any]] | None,
+def render_report(*, summary: dict[str, Any], raw: RawMap | None,
                   filtered: npt.NDArray[np.floating[Any]], local_resolution: npt.NDArray[np.floating[Any]],
                   mask: npt.NDArray[np.floating[Any]] | None) -> Any:
     """Draw the report page; returns a ``matplotlib.figure.Figure`` (on an Agg canvas)."""
@@ -206,7 +233,7 @@ def render_report(*, summary: dict[str, Any], raw: npt.NDArray[np.floating[Any]]
     return fig
 
 
-def _draw_slices(fig: Any, gs: Any, *, raw: npt.NDArray[np.floating[Any]] | None,
+def _draw_slices(fig: Any, gs: Any, *, raw: RawMap | None,
                  filtered: npt.NDArray[np.floating[Any]], local_resolution: npt.NDArray[np.floating[Any]],
                  inside: npt.NDArray[np.bool_], map_label: str) -> None:
     """Rows 1 and 2: central xy and xz slices of the input, the filtered map and the local resolution."""
@@ -254,7 +281,7 @@ def settings_page(summary: dict[str, Any]) -> Any:
     return fig
 
 
-def report_files(*, summary: dict[str, Any], raw: npt.NDArray[np.floating[Any]] | None,
+def report_files(*, summary: dict[str, Any], raw: RawMap | None,
                  filtered: npt.NDArray[np.floating[Any]], local_resolution: npt.NDArray[np.floating[Any]],
                  mask: npt.NDArray[np.floating[Any]] | None) -> dict[str, Callable[[Path], object]]:
     """Draw the report now; returns output kind (``report_png``, ``report_pdf``) -> ``writer(path)``.

@@ -1,3 +1,4 @@
+import io
 import os
 import re
 
@@ -207,3 +208,119 @@ def test_write_map_labels(tmp_path):
         with pytest.raises(ValueError, match="MRC labels must be"):
             write_map(tmp_path / "b.mrc", vol, pixel_size_angstrom=1.0, labels=bad)
     assert not (tmp_path / "b.mrc").exists()
+
+
+def _mrcfile_reference(path, data, voxel):
+    """The same map written by mrcfile alone (its own header from the data)."""
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(np.ascontiguousarray(data, dtype=np.float32))
+        m.voxel_size = voxel
+
+
+@pytest.mark.parametrize("kind", ["volume", "strided view", "stack"])
+def test_write_map_writes_what_mrcfile_would(tmp_path, rng, monkeypatch, kind):
+    """Slab-wise writing: same voxels and header as mrcfile's own, statistics included, for the
+    engine's strided outputs (a view into a padded transform buffer) and volume stacks."""
+    import locband.io.mrc as mrc_module
+
+    monkeypatch.setattr(mrc_module, "_SLAB_BYTES", 3 * 7 * 4 * 2)  # 2 sections per slab: slabs split each volume
+    if kind == "volume":
+        data = rng.standard_normal((5, 7, 3)).astype(np.float32) + 2
+    elif kind == "strided view":
+        data = (rng.standard_normal((5, 7, 3 + 2)).astype(np.float32) + 2)[..., :3]
+        assert not data.flags.c_contiguous
+    else:
+        data = rng.standard_normal((4, 5, 7, 3)).astype(np.float32) + 2
+    write_map(tmp_path / "ours.mrc", data, pixel_size_angstrom=1.3)
+    _mrcfile_reference(tmp_path / "ref.mrc", data, 1.3)
+    assert mrcfile.validate(str(tmp_path / "ours.mrc"), print_file=io.StringIO())
+    with mrcfile.open(tmp_path / "ours.mrc") as ours, mrcfile.open(tmp_path / "ref.mrc") as ref:
+        np.testing.assert_array_equal(ours.data, ref.data)
+        for field in ("nx", "ny", "nz", "mx", "my", "mz", "mode", "ispg", "cella", "mapc", "mapr", "maps", "dmin",
+                      "dmax"):
+            assert ours.header[field] == ref.header[field], field
+        # mean and rms: float64 sums here, float32 in mrcfile; both round to float32 in the header
+        # (relative 6e-8), and mrcfile's float32 sum of 420 voxels adds at most ~1e-6
+        for field in ("dmean", "rms"):
+            assert float(ours.header[field]) == pytest.approx(float(ref.header[field]), rel=2e-6), field
+        assert float(ours.header.rms) == pytest.approx(float(np.asarray(data, np.float64).std()), rel=1e-6)
+        assert ours.data.size == np.asarray(data).size  # no stand-in voxel left behind
+
+
+def test_write_map_adds_only_a_slab_of_memory(tmp_path, monkeypatch):
+    """The outputs of a 512^3 run are ~0.5 GiB each: writing one must not copy it (as a contiguous
+    copy or a temporary for the header's statistics)."""
+    import tracemalloc
+
+    import locband.io.mrc as mrc_module
+
+    slab = 64 << 10
+    monkeypatch.setattr(mrc_module, "_SLAB_BYTES", slab)
+    buf = np.ones((64, 64, 66), np.float32)
+    view = buf[..., :64]  # 1 MiB of voxels, strided as the engine's outputs are
+    tracemalloc.start()
+    try:
+        write_map(tmp_path / "v.mrc", view, pixel_size_angstrom=1.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # a slab in float64 (2 slabs), a contiguous float32 copy of one (1 slab) and a float64 partial
+    # sum, plus mrcfile's header and the file's buffers (measured 4.2 slabs); a full copy of the
+    # volume would be 16 slabs more
+    assert peak < 5 * slab, peak
+    np.testing.assert_array_equal(read_map(tmp_path / "v.mrc").data, view)
+
+
+def test_a_failure_while_the_voxels_are_written_keeps_the_old_file(tmp_path, monkeypatch, rng):
+    import locband.io.mrc as mrc_module
+
+    target = tmp_path / "out.mrc"
+    write_map(target, rng.standard_normal((6, 7, 8)).astype(np.float32), pixel_size_angstrom=1.0)
+    before = target.read_bytes()
+    real_slabs = mrc_module._slabs
+    calls = []
+
+    def failing_slabs(arr):
+        slabs = real_slabs(arr)
+
+        def gen():
+            calls.append(1)
+            for i, s in enumerate(slabs()):
+                if len(calls) == 3 and i == 1:  # the third pass writes the voxels: fail after the first slab
+                    raise OSError("No space left on device")
+                yield s
+        return gen
+
+    monkeypatch.setattr(mrc_module, "_SLAB_BYTES", 7 * 8 * 4)
+    monkeypatch.setattr(mrc_module, "_slabs", failing_slabs)
+    with pytest.raises(OSError, match="No space left"):
+        write_map(target, np.zeros((6, 7, 8), np.float32), pixel_size_angstrom=1.0)
+    assert len(calls) == 3
+    assert target.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["out.mrc"]
+
+
+@pytest.mark.parametrize("axes", [(1, 2, 3), (3, 1, 2), (2, 3, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_central_slices_are_those_of_the_whole_map(tmp_path, rng, axes, dtype):
+    """The report's input sections, read alone, equal the whole map's, whatever the axis order and mode."""
+    from locband.io.mrc import read_central_slices
+
+    vol = (rng.standard_normal((5, 6, 7)) * 100).astype(dtype)  # non-cubic, odd and even sizes
+    path = write_permuted(tmp_path / "p.mrc", vol, axes)
+    xy, xz = read_central_slices(path, what="half-map 1")
+    whole = read_map(path).data
+    np.testing.assert_array_equal(xy, whole[5 // 2])
+    np.testing.assert_array_equal(xz, whole[:, 6 // 2, :])
+    assert xy.dtype == xz.dtype == np.float32
+
+
+def test_central_slices_refuse_what_read_map_refuses(tmp_path):
+    from locband.io.mrc import read_central_slices
+
+    bad = tmp_path / "bad.mrc"
+    bad.write_bytes(b"not a map" * 200)
+    with pytest.raises(InputFileError, match=r"half-map 2 '.*bad\.mrc' is not a readable MRC file"):
+        read_central_slices(bad, what="half-map 2")
+    with pytest.raises(InputFileError, match="half-map 2 .* does not exist"):
+        read_central_slices(tmp_path / "missing.mrc", what="half-map 2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import numpy.typing as npt
 from locband.errors import InputFileError
 from locband.io.atomic import atomic_path
 
-__all__ = ["MapData", "MapHeader", "read_map", "read_map_header", "write_map", "SUPPORTED_MODES"]
+__all__ = ["MapData", "MapHeader", "read_map", "read_map_header", "read_central_slices", "write_map",
+           "SUPPORTED_MODES"]
 
 #: MRC modes accepted on input: int8, int16, float32, float16, uint16.
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
@@ -188,6 +190,52 @@ def read_map(path: str | os.PathLike[str], *, what: str = "map") -> MapData:
     return MapData(data=np.ascontiguousarray(data), pixel_size_angstrom=pixel, path=str(p), origin=origin)
 
 
+def read_central_slices(path: str | os.PathLike[str], *, what: str = "map"
+                        ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The central xy section (fixed z) and xz section (fixed y) of a map, read without the rest.
+
+    The file is memory-mapped and only the two sections are copied out (as float32, in
+    ``(z, y, x)`` orientation whatever the header's axis order), so a report can show a large
+    map's input without holding it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        MRC file (checked as :func:`read_map` checks it).
+    what : str
+        What the file is, for messages.
+
+    Returns
+    -------
+    xy : (ny, nx) ndarray of float32
+        Section ``z = nz // 2``.
+    xz : (nz, nx) ndarray of float32
+        Section ``y = ny // 2``.
+
+    Raises
+    ------
+    InputFileError
+        As :func:`read_map`.
+    """
+    p = Path(path)
+    name = f"{what} {str(p)!r}"
+    try:
+        size = _file_size(p, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # header oddities are judged below, not printed
+            with mrcfile.mmap(p, mode="r", permissive=True) as mrc:
+                order = _check_header(mrc.header, size, name)
+                if mrc.data is None or mrc.data.ndim != 3:
+                    raise InputFileError(f"{name} must be a readable 3-D MRC volume")
+                vol = mrc.data.transpose(order)
+                nz, ny, _ = vol.shape
+                return (np.array(vol[nz // 2], dtype=np.float32), np.array(vol[:, ny // 2, :], dtype=np.float32))
+    except InputFileError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{name} is not a readable MRC file: {exc}") from None
+
+
 def _check_header(header: Any, size: int, name: str) -> tuple[int, int, int]:
     """Check mode, dimensions, axis order and data length; return the transpose to (z, y, x).
 
@@ -232,6 +280,11 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
               origin: tuple[float, float, float] = (0.0, 0.0, 0.0), labels: tuple[str, ...] = ()) -> Path:
     """Write a float32 MRC map atomically (temporary file + rename).
 
+    The voxels are written a slab of sections at a time, and the header's statistics (``dmin``,
+    ``dmax``, ``dmean``, ``rms``) are summed over the same slabs: no full-size copy is made, also
+    when ``data`` is a strided view (the engine's outputs live in padded transform buffers), so
+    writing adds only a slab to the caller's memory.
+
     Parameters
     ----------
     path : str or path-like
@@ -254,19 +307,69 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
     Raises
     ------
     ValueError
-        More than 9 labels, or a label that is not printable ASCII of at most 80 characters.
+        More than 9 labels, a label that is not printable ASCII of at most 80 characters, or
+        data that is not a volume or a volume stack.
     """
     if len(labels) > 9 or any(len(t) > 80 or not t.isascii() or not t.isprintable() for t in labels):
         raise ValueError(f"MRC labels must be at most 9 printable ASCII strings of <= 80 characters, got {labels!r}")
+    arr = np.asanyarray(data)
+    if arr.ndim not in (3, 4) or arr.size == 0:
+        raise ValueError(f"an MRC map needs a non-empty (nz, ny, nx) volume or (n, nz, ny, nx) stack, got shape "
+                         f"{arr.shape}")
+    slabs = _slabs(arr)
     target = Path(path)
-    arr = np.ascontiguousarray(data, dtype=np.float32)
     with atomic_path(target) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(arr)
+            # the header from a one-voxel stand-in of the same kind (volume or stack), then its size
+            mrc.set_data(np.zeros((1,) * arr.ndim, dtype=np.float32))
+            h = mrc.header
+            h.nx, h.ny, h.nz = arr.shape[-1], arr.shape[-2], arr.shape[-3] * (arr.shape[0] if arr.ndim == 4 else 1)
+            h.mx, h.my, h.mz = arr.shape[-1], arr.shape[-2], arr.shape[-3]
             mrc.voxel_size = float(pixel_size_angstrom)
-            mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
+            h.origin.x, h.origin.y, h.origin.z = origin
             for text in labels:
                 mrc.add_label(text)
-            mrc.update_header_stats()
-            mrc.flush()
+            h.dmin, h.dmax, h.dmean, h.rms = _stats(slabs)
+            data_offset = _HEADER_BYTES + int(h.nsymbt)
+        with open(tmp, "r+b") as fh:  # the stand-in voxel replaced by the data, slab by slab
+            fh.seek(data_offset)
+            for slab in slabs():  # file writes (not ndarray.tofile): a full disk raises OSError with its errno
+                fh.write(np.ascontiguousarray(slab, dtype=np.float32).data)
+            fh.truncate()
     return target
+
+
+#: bytes of one slab of sections written or summed at a time
+_SLAB_BYTES = 16 << 20
+
+
+def _slabs(arr: npt.NDArray[Any]) -> Callable[[], Iterator[npt.NDArray[Any]]]:
+    """Slabs of ``arr``'s sections, volume by volume for a stack, each about :data:`_SLAB_BYTES`.
+
+    Returns a function that yields them afresh on every call (views, in file order).
+    """
+    volumes = arr if arr.ndim == 4 else arr[None]
+    nz, ny, nx = volumes.shape[1:]
+    step = max(1, _SLAB_BYTES // (ny * nx * 4))
+
+    def slabs() -> Iterator[npt.NDArray[Any]]:
+        for vol in volumes:
+            for z0 in range(0, nz, step):
+                yield vol[z0:z0 + step]
+    return slabs
+
+
+def _stats(slabs: Callable[[], Iterator[npt.NDArray[Any]]]) -> tuple[np.float32, np.float32, np.float32, np.float32]:
+    """``dmin, dmax, dmean, rms`` over all voxels, slab by slab (float64 sums; rms about the mean)."""
+    lo, hi, total, n = np.inf, -np.inf, 0.0, 0
+    for slab in slabs():
+        lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
+        total += float(slab.sum(dtype=np.float64))
+        n += slab.size
+    mean = total / n
+    squares = 0.0
+    for slab in slabs():
+        d = slab.astype(np.float64).ravel()  # one slab-sized temporary
+        d -= mean
+        squares += float(np.dot(d, d))
+    return np.float32(lo), np.float32(hi), np.float32(mean), np.float32(np.sqrt(squares / n))
