@@ -32,7 +32,7 @@ from locband.engine.params import FSC_THRESHOLDS
 from locband.io.figures import write_pdf, write_png
 from locband.summary import fsc_text, inside_mask, within_text
 
-__all__ = ["CentralSlices", "render_report", "settings_page", "report_files", "local_resolution_histogram",
+__all__ = ["CentralSlices", "RawMap", "render_report", "settings_page", "report_files", "local_resolution_histogram",
            "cross_validation_curves"]
 
 _HIST_BINS = 40

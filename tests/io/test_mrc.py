@@ -217,7 +217,7 @@ def _mrcfile_reference(path, data, voxel):
         m.voxel_size = voxel
 
 
-@pytest.mark.parametrize("kind", ["volume", "strided view", "stack"])
+@pytest.mark.parametrize("kind", ["volume", "strided view", "stack", "image", "NaN"])
 def test_write_map_writes_what_mrcfile_would(tmp_path, rng, monkeypatch, kind):
     """Slab-wise writing: same voxels and header as mrcfile's own, statistics included, for the
     engine's strided outputs (a view into a padded transform buffer) and volume stacks."""
@@ -229,8 +229,22 @@ def test_write_map_writes_what_mrcfile_would(tmp_path, rng, monkeypatch, kind):
     elif kind == "strided view":
         data = (rng.standard_normal((5, 7, 3 + 2)).astype(np.float32) + 2)[..., :3]
         assert not data.flags.c_contiguous
-    else:
+    elif kind == "stack":
         data = rng.standard_normal((4, 5, 7, 3)).astype(np.float32) + 2
+    elif kind == "image":
+        data = rng.standard_normal((7, 3)).astype(np.float32) + 2
+    else:  # a NaN in one slab and the extremes in another: the header says NaN, as mrcfile's does
+        data = rng.standard_normal((5, 7, 3)).astype(np.float32)
+        data[1, 2, 2], data[3, 0, 0], data[4, 1, 1] = np.nan, -100.0, 100.0
+    if kind == "NaN":
+        with pytest.warns(RuntimeWarning, match="NaN"):  # mrcfile warns when its own file is written
+            _mrcfile_reference(tmp_path / "ref.mrc", data, 1.3)
+        write_map(tmp_path / "ours.mrc", data, pixel_size_angstrom=1.3)
+        with mrcfile.open(tmp_path / "ours.mrc") as ours, mrcfile.open(tmp_path / "ref.mrc") as ref:
+            np.testing.assert_array_equal(ours.data, ref.data)
+            for field in ("dmin", "dmax", "dmean", "rms"):
+                assert np.isnan(ours.header[field]) and np.isnan(ref.header[field]), field
+        return
     write_map(tmp_path / "ours.mrc", data, pixel_size_angstrom=1.3)
     _mrcfile_reference(tmp_path / "ref.mrc", data, 1.3)
     assert mrcfile.validate(str(tmp_path / "ours.mrc"), print_file=io.StringIO())

@@ -1,7 +1,7 @@
 """The statistics of an interpretation map and its linear start (step 1 of :mod:`locband.engine.denoise`).
 
 Per band ``b`` the local signal power ``S`` and noise power ``N`` of one half
-(:meth:`~locband.engine.local.LocalFilter._band_stats`, from both halves) give exactly
+(:meth:`~locband.engine._local_stats.LocalStatistics._band_stats`, from both halves) give exactly
 ``locband filter``'s halves and average, ``M0 = sum_b q v_b`` with ``q = S / (S + nu)``
 (``nu = N`` for a half, ``N / 2`` for the average): ``q`` is the band's local half-map FSC.
 Everything taken from both halves together is kept in :class:`DenoiseStatistics`.

@@ -202,8 +202,8 @@ def _band_spectrum(plan: Plan, b: int, spectra: tuple[npt.NDArray[np.complex64],
                    ) -> None:
     """``dst = sum(spectra)[crop] * band weight``: band ``b`` of one map on the band's grid, slab by slab.
 
-    As :meth:`~locband.engine.local.LocalFilter._band_spectra`, for the sum of one or two spectra (the average's is
-    ``F1 + F2``), without a full-size sum.
+    As :meth:`~locband.engine._local_stats.LocalStatistics._band_spectra`, for the sum of one
+    or two spectra (the average's is ``F1 + F2``), without a full-size sum.
     """
     lf = plan.filter
     setup = lf._setup(b)

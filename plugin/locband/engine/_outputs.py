@@ -115,7 +115,10 @@ class _Outputs:
         _slabs.run(fn, grid[0], rows=_slabs.slab_rows(grid[0], grid[1] * grid[2], self.xp), workers=self.workers)
 
     def add_weighted(self, grid: tuple[int, ...], maps: Sequence[Array], w_half: Array) -> None:
-        """Weight one band's maps (made on ``grid`` in ``maps`` by :meth:`LocalFilter._band_stats`) and add them.
+        """Weight one band's maps and add them.
+
+        The maps are made on ``grid`` in ``maps`` by
+        :meth:`~locband.engine._local_stats.LocalStatistics._band_stats`.
 
         ``w_half`` is the half weight ``S/(S+N)`` on the band's statistics grid; the average
         gets ``S/(S+N/2) = 2w/(1+w)`` (one interpolation serves both; the 1/2 of the average

@@ -9,9 +9,10 @@ use it as a refinement reference.
 Method (all bands as in :mod:`locband.engine.local`, one voxel grid, cycles/voxel):
 
 1. **Statistics and linear start.** Per band ``b`` the local signal power ``S`` and noise
-   power ``N`` of one half (:meth:`LocalFilter._band_stats`, from both halves) give exactly
-   ``locband filter``'s halves and average, ``M0 = sum_b q v_b`` with ``q = S / (S + nu)``
-   (``nu = N`` for a half, ``N / 2`` for the average): ``q`` is the band's local half-map FSC.
+   power ``N`` of one half (:meth:`~locband.engine._local_stats.LocalStatistics._band_stats`,
+   from both halves) give exactly ``locband filter``'s halves and average,
+   ``M0 = sum_b q v_b`` with ``q = S / (S + nu)`` (``nu = N`` for a half, ``N / 2`` for the
+   average): ``q`` is the band's local half-map FSC.
 2. **Priors in real space** (:mod:`locband.engine.priors`), on each map: positivity against
    the solvent level, a flat solvent outside an envelope (the user's mask, or found from the
    map's own raw data smoothed to 20 Å, sized by the molecular mass when given), and no
@@ -25,7 +26,7 @@ Method (all bands as in :mod:`locband.engine.local`, one voxel grid, cycles/voxe
    Where the data have no signal (``S = 0``) nothing can be added: the weights redistribute
    what the data support. Three guards keep it so:
 
-   * a band whose weights never reach ``_SKIP`` keeps its linear weights;
+   * a band whose weights never reach :data:`~locband.engine._denoise_weighting._SKIP` keeps its linear weights;
    * the non-linear weights of a band never pass more noise power than its linear ones
      (``sum w^2 N <= sum q^2 N``, rescaled otherwise);
    * a weighted band is kept near its own frequencies (:mod:`~locband.engine._denoise_limits`):

@@ -225,8 +225,11 @@ def read_central_slices(path: str | os.PathLike[str], *, what: str = "map"
             warnings.simplefilter("ignore")  # header oddities are judged below, not printed
             with mrcfile.mmap(p, mode="r", permissive=True) as mrc:
                 order = _check_header(mrc.header, size, name)
-                if mrc.data is None or mrc.data.ndim != 3:
-                    raise InputFileError(f"{name} must be a readable 3-D MRC volume")
+                if mrc.data is None:
+                    raise InputFileError(f"{name} is not a readable MRC file (mrcfile could not interpret its "
+                                         "header)")
+                if mrc.data.ndim != 3:
+                    raise InputFileError(f"{name} must be a 3-D volume, got shape {mrc.data.shape}")
                 vol = mrc.data.transpose(order)
                 nz, ny, _ = vol.shape
                 return (np.array(vol[nz // 2], dtype=np.float32), np.array(vol[:, ny // 2, :], dtype=np.float32))
@@ -289,7 +292,7 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
     ----------
     path : str or path-like
         Target file; replaced only once the new file is complete.
-    data : (nz, ny, nx) array_like, or (n, nz, ny, nx) for a volume stack
+    data : (nz, ny, nx) array_like, (n, nz, ny, nx) for a volume stack, or (ny, nx) for an image
         Voxels, written as mode 2 (float32).
     pixel_size_angstrom : float
         Voxel size for the header.
@@ -308,23 +311,24 @@ def write_map(path: str | os.PathLike[str], data: npt.ArrayLike, *, pixel_size_a
     ------
     ValueError
         More than 9 labels, a label that is not printable ASCII of at most 80 characters, or
-        data that is not a volume or a volume stack.
+        data that is not an image, a volume or a volume stack.
     """
     if len(labels) > 9 or any(len(t) > 80 or not t.isascii() or not t.isprintable() for t in labels):
         raise ValueError(f"MRC labels must be at most 9 printable ASCII strings of <= 80 characters, got {labels!r}")
     arr = np.asanyarray(data)
-    if arr.ndim not in (3, 4) or arr.size == 0:
-        raise ValueError(f"an MRC map needs a non-empty (nz, ny, nx) volume or (n, nz, ny, nx) stack, got shape "
-                         f"{arr.shape}")
+    if arr.ndim not in (2, 3, 4) or arr.size == 0:
+        raise ValueError(f"an MRC map needs a non-empty (nz, ny, nx) volume, (n, nz, ny, nx) stack or (ny, nx) "
+                         f"image, got shape {arr.shape}")
     slabs = _slabs(arr)
     target = Path(path)
     with atomic_path(target) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
-            # the header from a one-voxel stand-in of the same kind (volume or stack), then its size
+            # the header from a one-voxel stand-in of the same kind (image, volume or stack), then its size
             mrc.set_data(np.zeros((1,) * arr.ndim, dtype=np.float32))
             h = mrc.header
-            h.nx, h.ny, h.nz = arr.shape[-1], arr.shape[-2], arr.shape[-3] * (arr.shape[0] if arr.ndim == 4 else 1)
-            h.mx, h.my, h.mz = arr.shape[-1], arr.shape[-2], arr.shape[-3]
+            sections = arr.shape[-3] if arr.ndim > 2 else 1
+            h.nx, h.ny, h.nz = arr.shape[-1], arr.shape[-2], sections * (arr.shape[0] if arr.ndim == 4 else 1)
+            h.mx, h.my, h.mz = arr.shape[-1], arr.shape[-2], sections
             mrc.voxel_size = float(pixel_size_angstrom)
             h.origin.x, h.origin.y, h.origin.z = origin
             for text in labels:
@@ -348,7 +352,7 @@ def _slabs(arr: npt.NDArray[Any]) -> Callable[[], Iterator[npt.NDArray[Any]]]:
 
     Returns a function that yields them afresh on every call (views, in file order).
     """
-    volumes = arr if arr.ndim == 4 else arr[None]
+    volumes = arr if arr.ndim == 4 else arr[None] if arr.ndim == 3 else arr[None, None]
     nz, ny, nx = volumes.shape[1:]
     step = max(1, _SLAB_BYTES // (ny * nx * 4))
 
@@ -363,7 +367,7 @@ def _stats(slabs: Callable[[], Iterator[npt.NDArray[Any]]]) -> tuple[np.float32,
     """``dmin, dmax, dmean, rms`` over all voxels, slab by slab (float64 sums; rms about the mean)."""
     lo, hi, total, n = np.inf, -np.inf, 0.0, 0
     for slab in slabs():
-        lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
+        lo, hi = float(np.minimum(lo, slab.min())), float(np.maximum(hi, slab.max()))  # NaN propagates, as in mrcfile
         total += float(slab.sum(dtype=np.float64))
         n += slab.size
     mean = total / n
